@@ -1,0 +1,3 @@
+"""agenttrail: the audit trail for AI-agent fleets."""
+
+__version__ = "0.1.0"
