@@ -1,0 +1,88 @@
+"""Topic administration: idempotent create, config changes, describe."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+from agenttrail.errors import BrokerError
+
+logger = logging.getLogger(__name__)
+
+TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+    replication: int = 1
+
+
+def admin_client(bootstrap: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 10000})
+
+
+def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], admin: AdminClient | None = None) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created. Existing ones are kept."""
+    client = admin or admin_client(bootstrap)
+    wanted = list(specs)
+    if not wanted:
+        return []
+    new = [NewTopic(s.name, num_partitions=s.partitions, replication_factor=s.replication, config=s.config)
+           for s in wanted]
+    created: list[str] = []
+    for name, future in client.create_topics(new, operation_timeout=TIMEOUT_S).items():
+        try:
+            future.result(timeout=TIMEOUT_S)
+            created.append(name)
+        except KafkaException as exc:
+            err = exc.args[0]
+            if err.name() == "TOPIC_ALREADY_EXISTS":
+                continue
+            raise BrokerError(f"cannot create topic {name}: {err.str()}") from None
+    if created:
+        logger.info("created topics %s", ", ".join(created))
+    return created
+
+
+def alter_topic_config(bootstrap: str, topic: str, config: dict[str, str],
+                       admin: AdminClient | None = None) -> None:
+    """Set (incrementally) configuration entries on a topic, e.g. retention.ms."""
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry
+
+    client = admin or admin_client(bootstrap)
+    entries = [ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in config.items()]
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=entries)
+    for future in client.incremental_alter_configs([resource]).values():
+        try:
+            future.result(timeout=TIMEOUT_S)
+        except KafkaException as exc:
+            raise BrokerError(f"cannot change config of {topic}: {exc.args[0].str()}") from None
+
+
+def topic_config(bootstrap: str, topic: str, admin: AdminClient | None = None) -> dict[str, str]:
+    client = admin or admin_client(bootstrap)
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    for future in client.describe_configs([resource]).values():
+        try:
+            entries = future.result(timeout=TIMEOUT_S)
+        except KafkaException as exc:
+            raise BrokerError(f"cannot describe {topic}: {exc.args[0].str()}") from None
+        return {k: v.value for k, v in entries.items()}
+    return {}
+
+
+def list_topics(bootstrap: str, admin: AdminClient | None = None) -> dict[str, int]:
+    """Topic name -> partition count."""
+    client = admin or admin_client(bootstrap)
+    try:
+        md = client.list_topics(timeout=TIMEOUT_S)
+    except KafkaException as exc:
+        raise BrokerError(f"cannot reach Kafka at {bootstrap}: {exc.args[0].str()}") from None
+    return {name: len(t.partitions) for name, t in md.topics.items()}
