@@ -7,6 +7,7 @@ broker that cannot start gives one line naming the cause.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import os
@@ -293,10 +294,8 @@ class LocalBroker:
         pid = state.pid if state else (self._proc.pid if self._proc and self._proc.poll() is None else None)
         if pid is None:
             return False
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and _alive(pid, self._proc):
             time.sleep(0.2)
@@ -309,15 +308,11 @@ class LocalBroker:
         try:
             os.killpg(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         if self._proc is not None:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
 
 
 def _alive(pid: int, proc: subprocess.Popen[bytes] | None) -> bool:

@@ -1,0 +1,59 @@
+"""Shared fixtures. One real KRaft broker per pytest session, on free ports, always stopped."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agenttrail.config import Settings
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[object]:
+    """The LocalBroker of this test session (started lazily: unit tests never pay for it)."""
+    from agenttrail.kafka.broker import LocalBroker
+
+    external = os.environ.get("AGENTTRAIL_TEST_KAFKA_BOOTSTRAP")
+    if external:
+        pytest.skip("broker object not available with an external cluster")
+    home = Path(tempfile.mkdtemp(prefix="agenttrail-kafka-"))
+    broker = LocalBroker(home, partitions=4)
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(request: pytest.FixtureRequest) -> str:
+    external = os.environ.get("AGENTTRAIL_TEST_KAFKA_BOOTSTRAP")
+    if external:
+        return external
+    broker = request.getfixturevalue("kafka_broker")
+    return broker.bootstrap  # type: ignore[attr-defined]
+
+
+@pytest.fixture()
+def settings(tmp_path: Path) -> Settings:
+    """Settings for one test: everything under tmp_path, no broker address yet."""
+    return Settings(home=tmp_path / ".agenttrail", clickhouse_url=f"chdb:///{tmp_path}/clickhouse",
+                    lancedb_uri=str(tmp_path / "lancedb"), partitions=4)
+
+
+@pytest.fixture()
+def kafka_settings(settings: Settings, kafka_bootstrap: str) -> Settings:
+    return settings.with_overrides(kafka_bootstrap=kafka_bootstrap)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Everything under tests/integration needs the broker.
+    for item in items:
+        if "tests/integration/" in str(item.fspath).replace(os.sep, "/"):
+            item.add_marker(pytest.mark.kafka)
