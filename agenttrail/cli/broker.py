@@ -12,7 +12,7 @@ from agenttrail.kafka.broker import ensure_jars, local_broker
 
 
 def register(app: typer.Typer) -> None:
-    app.command("up", help="Start the bundled Kafka broker (KRaft) unless AGENTTRAIL_KAFKA_BOOTSTRAP is set.")(up)
+    app.command("up", help="Start the bundled Kafka broker unless AGENTTRAIL_KAFKA_BOOTSTRAP is set.")(up)
     app.command("down", help="Stop the bundled Kafka broker (by its PID).")(down)
     app.command("status", help="Say what runs: the broker and its address.")(status)
 
