@@ -139,6 +139,8 @@ def text_item(
     if event_type not in TEXT_TYPES:
         return None
     if isinstance(payload, bytes | bytearray):
+        if not payload:  # erased by retention or crypto-shredding: nothing to embed
+            return None
         try:
             payload = json.loads(payload)
         except (ValueError, UnicodeDecodeError):
@@ -280,7 +282,8 @@ def decode_embedding(data: bytes) -> EmbeddingRecord:
         or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in vector)
     ):
         raise InvalidEvent("malformed", "embedding record: vector must be a non-empty list of numbers")
-    values = np.asarray(vector, dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # out-of-range -> inf, refused just below
+        values = np.asarray(vector, dtype=np.float32)
     if not np.isfinite(values).all():
         raise InvalidEvent("malformed", "embedding record: vector holds non-finite values")
     try:
