@@ -148,12 +148,15 @@ class LanceStore:
         # Readers in another process see new writes within read_consistency_s.
         interval = None if read_consistency_s is None else timedelta(seconds=read_consistency_s)
         self._db = lancedb.connect(uri, read_consistency_interval=interval)
-        self._table = self._db.create_table(table, schema=events_schema(dim), exist_ok=True)
+        try:
+            self._table = self._db.create_table(table, schema=events_schema(dim), exist_ok=True)
+        except ValueError as exc:  # an existing table with another schema (another vector size)
+            raise ConfigError(f"{uri}/{table} exists with a schema other than {dim}-d: {exc}") from None
         existing = self._table.schema.field("vector").type
         if existing != events_schema(dim).field("vector").type:
             raise ConfigError(f"{uri}/{table} holds {existing} vectors, expected {dim}-d float32")
         self._write_lock = threading.Lock()
-        self._indexed = self._has_vector_index()
+        self._indexed = self.has_vector_index()
 
     # --- writing ---
 
@@ -243,7 +246,7 @@ class LanceStore:
             raise TenantError("LanceDB returned a row of another tenant despite the prefilter")
         return hits
 
-    def _has_vector_index(self) -> bool:
+    def has_vector_index(self) -> bool:
         return any("vector" in idx.columns for idx in self._table.list_indices())
 
 
