@@ -109,6 +109,7 @@ class Registry:
         if self._producer is not None:
             self.flush_usage()
             self._producer.flush(10)
+            self._producer = None
         self._stop.set()
         if self._thread is not None:
             self._thread.join(10)
