@@ -2,22 +2,111 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 import uuid
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 import rfc8785
 
 from agenttrail.errors import InvalidEvent
 
+_MAX_SAFE_INT = 2**53 - 1
+
+
+class _Unusual(Exception):
+    """A value the fast path does not handle; the rfc8785 package decides (or explains)."""
+
+
+def es6_number(x: float) -> str:
+    """ECMAScript Number.prototype.toString of a finite float (RFC 8785 section 3.2.2.3)."""
+    if not math.isfinite(x):
+        raise _Unusual
+    if x == 0:
+        return "0"
+    if x.is_integer() and abs(x) < 1e21:
+        return str(int(x))
+    text = repr(x)  # shortest digits that round-trip, like ES6
+    sign = "-" if text[0] == "-" else ""
+    mantissa, _, exp = text.lstrip("-").partition("e")
+    int_part, _, frac = mantissa.partition(".")
+    all_digits = int_part + frac
+    stripped = all_digits.lstrip("0")
+    n = len(int_part) + int(exp or 0) - (len(all_digits) - len(stripped))  # decimal point position
+    digits = stripped.rstrip("0")
+    k = len(digits)
+    if k <= n <= 21:
+        out = digits + "0" * (n - k)
+    elif 0 < n <= 21:
+        out = digits[:n] + "." + digits[n:]
+    elif -6 < n <= 0:
+        out = "0." + "0" * -n + digits
+    else:
+        e = n - 1
+        out = digits[0] + ("." + digits[1:] if k > 1 else "") + ("e+" if e >= 0 else "e-") + str(abs(e))
+    return sign + out
+
+
+def _utf16(key: str) -> bytes:
+    return key.encode("utf-16-be")
+
+
+def _encode(obj: Any, out: list[str]) -> None:
+    kind = type(obj)
+    if kind is str:
+        out.append(encode_basestring(obj))
+    elif kind is dict:
+        out.append("{")
+        try:
+            keys = sorted(obj, key=_utf16)  # RFC 8785: sort by UTF-16 code units
+        except (TypeError, AttributeError, UnicodeEncodeError):
+            raise _Unusual from None
+        for i, key in enumerate(keys):
+            if i:
+                out.append(",")
+            out.append(encode_basestring(key))
+            out.append(":")
+            _encode(obj[key], out)
+        out.append("}")
+    elif kind is list or kind is tuple:
+        out.append("[")
+        for i, item in enumerate(obj):
+            if i:
+                out.append(",")
+            _encode(item, out)
+        out.append("]")
+    elif kind is int:
+        if not -_MAX_SAFE_INT <= obj <= _MAX_SAFE_INT:
+            raise _Unusual
+        out.append(str(obj))
+    elif kind is float:
+        out.append(es6_number(obj))
+    elif obj is True:
+        out.append("true")
+    elif obj is False:
+        out.append("false")
+    elif obj is None:
+        out.append("null")
+    else:
+        raise _Unusual
+
 
 def canonical_json(obj: Any) -> bytes:
     """The RFC 8785 (JCS) serialisation of ``obj``: sorted keys, no whitespace, ES6 numbers, UTF-8.
 
     Anything JSON cannot carry exactly (sets, bytes, NaN, non-string keys, integers beyond 2**53)
-    raises ``InvalidEvent("bad_field")`` naming the problem.
+    raises ``InvalidEvent("bad_field")`` naming the problem. Plain dict/list/str/int/float/bool/None
+    trees take a fast path (checked against the ``rfc8785`` package by property tests); anything
+    else is handed to ``rfc8785`` itself.
     """
+    out: list[str] = []
+    try:
+        _encode(obj, out)
+        return "".join(out).encode("utf-8")
+    except (_Unusual, UnicodeEncodeError, RecursionError):
+        pass
     try:
         return rfc8785.dumps(obj)
     except rfc8785.CanonicalizationError as exc:

@@ -140,7 +140,8 @@ def build_envelope(*, key: crypto.SigningKey, tenant_id: str, agent_id: str, ses
         payload_sha256=crypto.sha256(body), attributes=dict(attributes or {}), key_id=key.key_id,
     )
     check_fields(env)
-    return replace(env, signature=key.sign(signing_bytes(env)))
+    return Envelope(env.event_id, env.tenant_id, env.agent_id, env.session_id, env.seq, env.ts, env.type,
+                    body, env.payload_sha256, env.attributes, env.key_id, key.sign(signing_bytes(env)))
 
 
 def sign_envelope(env: Envelope, key: crypto.SigningKey) -> Envelope:
@@ -159,3 +160,8 @@ def verify_signature(env: Envelope, public_key: bytes) -> bool:
 def payload_matches(env: Envelope) -> bool:
     """The payload (if not erased) hashes to payload_sha256."""
     return not env.payload or crypto.sha256(env.payload) == env.payload_sha256
+
+
+def verify_envelope(env: Envelope, public_key: bytes) -> bool:
+    """Signature valid and payload (unless erased) matching its hash: what an agent's event must pass."""
+    return payload_matches(env) and verify_signature(env, public_key)
