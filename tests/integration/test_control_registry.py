@@ -192,7 +192,7 @@ def test_tenant_a_key_never_accepted_for_tenant_b(registry: Registry, tmp_path: 
 def test_last_used_is_batched(registry: Registry) -> None:
     t = tid()
     registry.create_tenant(t)
-    key, secret = registry.create_api_key(t, ["*"])
+    _key, secret = registry.create_api_key(t, ["*"])
     for _ in range(50):
         registry.authenticate(secret)
     assert registry.flush_usage() == 1  # fifty uses, one record
