@@ -33,10 +33,12 @@ from agenttrail.control.records import (
 )
 from agenttrail.control.view import (
     AgentInfo,
+    AgentKeyStatus,
     ApiKeyInfo,
     ApiKeyPrincipal,
     RegistrationKeyInfo,
     RegistryView,
+    ServiceKey,
     Tenant,
 )
 from agenttrail.errors import BrokerError
@@ -399,7 +401,17 @@ class Registry:
                            agent_id, tenant_id, len(info.fingerprints))
         return info
 
+    def agent_key(self, tenant_id: str, key_id: str, at_ts_micros: int,
+                  agent_id: str | None = None) -> AgentKeyStatus:
+        """The verifier's question, answered from the current view (see RegistryView.agent_key)."""
+        with self.read() as view:
+            return view.agent_key(tenant_id, key_id, at_ts_micros, agent_id)
+
     # ---- service keys -----------------------------------------------------------------------
+    def service_public_keys(self) -> list[ServiceKey]:
+        with self.read() as view:
+            return view.service_public_keys()
+
     def publish_service_key(self, service: str, public_key: bytes) -> str:
         """Publish a processor's checkpoint public key (idempotent); returns its key id."""
         key_id = crypto.key_id_for(public_key)
