@@ -154,7 +154,8 @@ class EventProducer:
             if self._closed:
                 raise BrokerError("the producer is closed")
             self._sent += 1
-            self._producer.poll(0)
+            if not self._sent & 63:
+                self._producer.poll(0)  # serve delivery callbacks now and then
             rec = SpoolRecord(topic, key, value)
             if self._spool is not None and self._spool.pending:
                 self._drain()
