@@ -258,3 +258,18 @@ def test_bench_chain_reports_rates() -> None:
     result = bench_chain(n=2_000)
     assert result["events"] == 2_000
     assert result["extend_per_s"] > 0 and result["verify_per_s"] > 0
+
+
+@given(payloads, st.data())
+def test_any_changed_chain_index_is_detected_at_that_position(
+    items: list[bytes], data: st.DataObject
+) -> None:
+    records, _ = build(items)
+    k = data.draw(st.integers(0, len(records) - 1), label="entry")
+    new_index = data.draw(st.integers(0, 10_000).filter(lambda i: i != k), label="index")
+    tampered = list(records)
+    tampered[k] = (new_index, *records[k][1:])
+    report = verify_chain(tampered)
+    assert report.failure is not None
+    assert report.failure.position == k and report.failure.chain_index == new_index
+    assert report.failure.kind is (Failure.INDEX_GAP if new_index > k else Failure.INDEX_ORDER)
