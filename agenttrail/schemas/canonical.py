@@ -26,7 +26,7 @@ def es6_number(x: float) -> str:
         raise _Unusual
     if x == 0:
         return "0"
-    if x.is_integer() and abs(x) < 1e21:
+    if x.is_integer() and abs(x) <= _MAX_SAFE_INT:
         return str(int(x))
     text = repr(x)  # shortest digits that round-trip, like ES6
     sign = "-" if text[0] == "-" else ""
@@ -115,12 +115,17 @@ def canonical_json(obj: Any) -> bytes:
         raise InvalidEvent("bad_field", f"payload is not JSON serialisable: {exc}") from None
 
 
+def _parse_int(text: str) -> int | float:
+    value = int(text)
+    return value if -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT else float(text)  # JSON numbers are doubles
+
+
 def is_canonical(data: bytes) -> bool:
     """True when ``data`` is JSON already in RFC 8785 form (what a verifier checks on a payload)."""
     import json
 
     try:
-        return canonical_json(json.loads(data)) == data
+        return canonical_json(json.loads(data, parse_int=_parse_int)) == data
     except (ValueError, InvalidEvent, UnicodeDecodeError):
         return False
 
