@@ -1,0 +1,5 @@
+import sys
+
+from agenttrail.cli import main
+
+sys.exit(main())

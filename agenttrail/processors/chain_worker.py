@@ -1,0 +1,224 @@
+"""The verify+chain stage's I/O shell: raw events in, ledger records and dead letters out.
+
+Why not a Faust table: a table's changelog and the ledger are two independent producer streams;
+after a kill -9 they can disagree, and a table that is ahead of the ledger silently loses events.
+Here the ledger *is* the changelog. Each batch is one Kafka transaction holding its ledger
+records, its dead letters and its consumer offsets, so a crash either keeps all of it or none.
+When a partition is assigned, its chain state is rebuilt by folding the ledger partition of the
+same number (ledger and events share the key and the partition count), read `read_committed`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+
+from agenttrail.config import Settings
+from agenttrail.errors import AgentTrailError, BrokerError
+from agenttrail.kafka.clients import consumer_config, producer_config
+from agenttrail.kafka.topics import DLQ_TOPIC, EVENTS_PATTERN, ledger_topic, tenant_of_topic
+from agenttrail.metrics import METRICS, Metrics
+from agenttrail.processors.dlq import DlqRecord
+from agenttrail.processors.sequencer import Chained, SessionTable
+from agenttrail.processors.verify import RegistryLike, VerifyPolicy
+from agenttrail.schemas.ledger import decode_ledger, encode_ledger
+
+logger = logging.getLogger(__name__)
+
+GROUP_ID = "agenttrail-chain"
+REBUILD_TIMEOUT_S = 120.0
+
+
+def now_micros() -> int:
+    return time.time_ns() // 1000
+
+
+def policy_from(settings: Settings) -> VerifyPolicy:
+    return VerifyPolicy(max_event_bytes=settings.max_event_bytes,
+                        clock_skew_micros=settings.clock_skew_seconds * 1_000_000)
+
+
+def read_ledger_partition(bootstrap: str, topic: str, partition: int,
+                          timeout: float = REBUILD_TIMEOUT_S) -> list[bytes]:
+    """Every committed record value of one ledger partition, from the beginning to the end."""
+    consumer = Consumer(consumer_config(bootstrap, f"{GROUP_ID}-rebuild", **{"enable.partition.eof": True}))
+    values: list[bytes] = []
+    try:
+        tp = TopicPartition(topic, partition)
+        low, high = consumer.get_watermark_offsets(tp, timeout=30)
+        if high <= low:
+            return values
+        consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING)])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for msg in consumer.consume(num_messages=10_000, timeout=0.5):
+                err = msg.error()
+                if err is None:
+                    values.append(msg.value())
+                elif err.code() != KafkaError._PARTITION_EOF:
+                    raise BrokerError(f"reading {topic}[{partition}]: {err.str()}")
+            position = consumer.position([TopicPartition(topic, partition)])[0].offset
+            if position >= high:
+                return values
+        raise BrokerError(f"rebuilding chain state from {topic}[{partition}] took over {timeout:.0f}s")
+    finally:
+        consumer.close()
+
+
+class ChainWorker:
+    """Consumes every tenant's events topic (pattern subscription) as one member of GROUP_ID."""
+
+    def __init__(self, settings: Settings, bootstrap: str, registry: RegistryLike,
+                 registry_lock: Callable[[], object] | None = None, *, name: str = "w0",
+                 batch_size: int = 2000, metrics: Metrics = METRICS,
+                 on_registry_miss: Callable[[], None] | None = None) -> None:
+        self.settings = settings
+        self.bootstrap = bootstrap
+        self.registry = registry
+        self.name = name
+        self.batch_size = batch_size
+        self.metrics = metrics
+        self.policy = policy_from(settings)
+        self.tables: dict[tuple[str, int], SessionTable] = {}
+        self.on_registry_miss = on_registry_miss
+        self._stop = threading.Event()
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        producer = Producer(producer_config(self.bootstrap, **{
+            "transactional.id": f"agenttrail-chain-{self.name}",
+            "transaction.timeout.ms": 30000, "linger.ms": 5}))
+        producer.init_transactions(60)  # fences and aborts a previous incarnation's open transaction
+        consumer = Consumer(consumer_config(self.bootstrap, GROUP_ID, **{
+            "partition.assignment.strategy": "cooperative-sticky",
+            "max.poll.interval.ms": 300000, "fetch.wait.max.ms": 50}))
+        self._producer, self._consumer = producer, consumer
+        consumer.subscribe([EVENTS_PATTERN], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                           on_lost=self._on_revoke)
+        logger.info("chain worker %s consuming %s", self.name, EVENTS_PATTERN)
+        try:
+            while not self._stop.is_set():
+                msgs = consumer.consume(num_messages=self.batch_size, timeout=0.2)
+                if msgs:
+                    self._process_batch(msgs)
+        finally:
+            try:
+                consumer.close()
+            finally:
+                producer.flush(10)
+
+    # -- rebalance -----------------------------------------------------------------------------
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            tenant = tenant_of_topic(tp.topic)
+            if tenant is None:
+                continue
+            table = SessionTable()
+            for value in read_ledger_partition(self.bootstrap, ledger_topic(tenant), tp.partition):
+                table.absorb(decode_ledger(value))
+            self.tables[(tp.topic, tp.partition)] = table
+            logger.info("assigned %s[%d]: %d sessions rebuilt from the ledger", tp.topic, tp.partition,
+                        len(table))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self.tables.pop((tp.topic, tp.partition), None)
+
+    # -- the batch -----------------------------------------------------------------------------
+    def _process_batch(self, msgs: list[object]) -> None:
+        assert self._producer is not None and self._consumer is not None
+        producer, consumer = self._producer, self._consumer
+        offsets: dict[tuple[str, int], int] = {}
+        counts: dict[str, int] = {}
+        now = now_micros()
+        producer.begin_transaction()
+        try:
+            for msg in msgs:
+                err = msg.error()  # type: ignore[attr-defined]
+                if err is not None:
+                    if err.code() != KafkaError._PARTITION_EOF:
+                        logger.warning("consumer error: %s", err.str())
+                    continue
+                self._handle(msg, now, counts)
+                offsets[(msg.topic(), msg.partition())] = msg.offset() + 1  # type: ignore[attr-defined]
+            producer.send_offsets_to_transaction(
+                [TopicPartition(t, p, o) for (t, p), o in offsets.items()],
+                consumer.consumer_group_metadata(), 30)
+            producer.commit_transaction(60)
+        except KafkaException as exc:
+            self._recover(exc)
+            return
+        for name, value in counts.items():
+            self.metrics.inc(name, value)
+
+    def _handle(self, msg: object, now: int, counts: dict[str, int]) -> None:
+        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()  # type: ignore[attr-defined]
+        value, key = msg.value(), msg.key()  # type: ignore[attr-defined]
+        counts["agenttrail_consumed_total"] = counts.get("agenttrail_consumed_total", 0) + 1
+        tenant = tenant_of_topic(topic)
+        table = self.tables.get((topic, partition))
+        if tenant is None or table is None:  # not ours (a revoke raced the batch): leave uncommitted
+            raise KafkaException(KafkaError(KafkaError._STATE, f"{topic}[{partition}] is not assigned"))
+        outcome = table.process(value, key, tenant, partition, offset, self.registry, self.policy, now)
+        if not isinstance(outcome, Chained) and outcome.reason in {"unknown_agent", "unknown_key",
+                                                                    "unknown_tenant"} \
+                and self.on_registry_miss is not None:
+            self.on_registry_miss()  # the registry may be behind a just-registered agent: catch up once
+            outcome = table.process(value, key, tenant, partition, offset, self.registry, self.policy, now)
+        assert self._producer is not None
+        if isinstance(outcome, Chained):
+            rec = outcome.record
+            self._producer.produce(ledger_topic(tenant), key=key, value=encode_ledger(rec),
+                                   partition=partition)
+            counts["agenttrail_chained_total"] = counts.get("agenttrail_chained_total", 0) + 1
+            if rec.seq_gap:
+                counts["agenttrail_seq_gaps_total"] = counts.get("agenttrail_seq_gaps_total", 0) + 1
+            return
+        dlq = DlqRecord(reason=outcome.reason, detail=outcome.detail[:1000], tenant_topic=topic,
+                        partition=partition, offset=offset, ts=now, original=value or b"")
+        self._producer.produce(DLQ_TOPIC, key=tenant.encode(), value=dlq.to_json())
+        self.metrics.inc("agenttrail_rejected_total", 1, help="events sent to the DLQ, by reason",
+                         reason=outcome.reason)
+
+    def _recover(self, exc: KafkaException) -> None:
+        """A failed transaction: abort it, then rebuild state and positions from committed data."""
+        assert self._producer is not None and self._consumer is not None
+        err: KafkaError = exc.args[0]
+        if err.fatal():
+            raise BrokerError(f"chain worker {self.name} was fenced or hit a fatal error: {err.str()}")
+        logger.warning("transaction failed (%s): aborting and rebuilding from the ledger", err.str())
+        try:
+            self._producer.abort_transaction(60)
+        except KafkaException as abort_exc:
+            raise BrokerError(f"cannot abort transaction: {abort_exc}") from None
+        assigned = self._consumer.assignment()
+        committed = self._consumer.committed(assigned, timeout=30)
+        self._on_revoke(self._consumer, assigned)
+        self._on_assign(self._consumer, assigned)
+        for tp in committed:
+            self._consumer.seek(TopicPartition(tp.topic, tp.partition,
+                                               tp.offset if tp.offset >= 0 else OFFSET_BEGINNING))
+        self.metrics.inc("agenttrail_transaction_aborts_total")
+
+
+def run_chain_worker(worker: ChainWorker) -> threading.Thread:
+    def target() -> None:
+        try:
+            worker.run()
+        except AgentTrailError as exc:
+            logger.error("%s", exc)
+        except Exception:
+            logger.exception("chain worker crashed")
+
+    thread = threading.Thread(target=target, name=f"chain-{worker.name}", daemon=True)
+    thread.start()
+    return thread

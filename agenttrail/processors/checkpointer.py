@@ -1,0 +1,220 @@
+"""Checkpoints and retention, the I/O shell: follows every ledger topic, signs what it saw.
+
+Every `checkpoint_interval_seconds`, for every active tenant (also when idle), it writes a signed
+checkpoint over the tenant's session heads to `agenttrail.checkpoints`, chained to the previous
+one. Every `retention_interval_seconds`, sessions whose last event is older than the tenant's
+retention cut get a signed retention anchor (their final heads) and a purge command that the sinks
+execute. Whole sessions are purged, never a prefix, so every chain that remains is complete;
+`lesson` rows are kept forever and still verify one by one (signature and entry hash).
+
+One checkpointer runs per cluster (it reads all partitions). On start it re-reads the ledger to
+rebuild the heads and the checkpoints topic to continue each tenant's checkpoint chain.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+
+from agenttrail.config import Settings
+from agenttrail.kafka.admin import TopicSpec, ensure_topics
+from agenttrail.kafka.clients import consumer_config, producer_config
+from agenttrail.kafka.topics import CHECKPOINTS_TOPIC, LEDGER_PATTERN, tenant_of_topic
+from agenttrail.metrics import METRICS
+from agenttrail.processors.checkpoint import build_anchor, build_checkpoint, parse_note
+from agenttrail.processors.service_key import ServiceKey
+from agenttrail.schemas.ledger import decode_ledger
+
+logger = logging.getLogger(__name__)
+
+DAY_MICROS = 86_400_000_000
+KIND_HEADER = "kind"
+
+
+def checkpoints_topic_spec(partitions: int) -> TopicSpec:
+    return TopicSpec(CHECKPOINTS_TOPIC, partitions, {"cleanup.policy": "delete", "retention.ms": "-1"})
+
+
+@dataclass(slots=True)
+class TenantHeads:
+    heads: dict[str, tuple[int, bytes]] = field(default_factory=dict)  # session -> (length, head)
+    last_ts: dict[str, int] = field(default_factory=dict)  # session -> newest event ts
+    anchored: set[str] = field(default_factory=set)  # sessions already anchored and purged
+    prev_checkpoint: bytes | None = None
+    prev_anchor: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeCommand:
+    tenant_id: str
+    session_ids: tuple[str, ...]
+    cut: int
+    keep_types: tuple[str, ...] = ("lesson",)
+
+    def to_json(self) -> bytes:
+        return json.dumps({"kind": "purge", "tenant_id": self.tenant_id, "session_ids": list(self.session_ids),
+                           "cut": self.cut, "keep_types": list(self.keep_types)}, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> PurgeCommand:
+        obj = json.loads(data)
+        if obj.get("kind") != "purge":
+            raise ValueError("not a purge command")
+        return cls(str(obj["tenant_id"]), tuple(str(s) for s in obj["session_ids"]), int(obj["cut"]),
+                   tuple(str(t) for t in obj.get("keep_types", ["lesson"])))
+
+
+class Checkpointer:
+    def __init__(self, settings: Settings, bootstrap: str, registry: object, key: ServiceKey,
+                 retention_interval_seconds: float = 3600.0) -> None:
+        self.settings = settings
+        self.bootstrap = bootstrap
+        self.registry = registry  # agenttrail.control.view.RegistryView-like: .tenants()
+        self.key = key
+        self.retention_interval = retention_interval_seconds
+        self.tenants: dict[str, TenantHeads] = {}
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _tenant(self, tenant_id: str) -> TenantHeads:
+        state = self.tenants.get(tenant_id)
+        if state is None:
+            state = self.tenants[tenant_id] = TenantHeads()
+        return state
+
+    # -- rebuild -------------------------------------------------------------------------------
+    def load_previous_notes(self) -> None:
+        """Continue each tenant's checkpoint and anchor chains from the checkpoints topic."""
+        consumer = Consumer(consumer_config(self.bootstrap, "agenttrail-checkpointer-load",
+                                            **{"enable.partition.eof": True}))
+        try:
+            md = consumer.list_topics(CHECKPOINTS_TOPIC, timeout=30).topics[CHECKPOINTS_TOPIC]
+            parts = [TopicPartition(CHECKPOINTS_TOPIC, p, OFFSET_BEGINNING) for p in md.partitions]
+            ends = {p.partition: consumer.get_watermark_offsets(p, timeout=30)[1] for p in parts}
+            todo = {p for p, high in ends.items() if high > 0}
+            consumer.assign(parts)
+            deadline = time.monotonic() + 120
+            while todo and time.monotonic() < deadline:
+                for msg in consumer.consume(1000, 0.5):
+                    if msg.error():
+                        if msg.error().code() == KafkaError._PARTITION_EOF:
+                            todo.discard(msg.partition())
+                        continue
+                    self._absorb_note(msg.value(), dict(msg.headers() or []))
+        finally:
+            consumer.close()
+
+    def _absorb_note(self, value: bytes, headers: dict[str, bytes]) -> None:
+        kind = headers.get(KIND_HEADER, b"").decode()
+        if kind == "purge":
+            cmd = PurgeCommand.from_json(value)
+            self._tenant(cmd.tenant_id).anchored.update(cmd.session_ids)
+            return
+        try:
+            note = parse_note(value)
+        except Exception:
+            logger.warning("skipping unreadable note on %s", CHECKPOINTS_TOPIC)
+            return
+        state = self._tenant(note.tenant)
+        if note.kind == "anchor":
+            state.prev_anchor = note.hash
+        else:
+            state.prev_checkpoint = note.hash
+
+    def absorb_ledger(self, value: bytes) -> None:
+        rec = decode_ledger(value)
+        env = rec.envelope
+        with self._lock:
+            state = self._tenant(env.tenant_id)
+            length = rec.chain_index + 1
+            current = state.heads.get(env.session_id)
+            if current is None or current[0] < length:
+                state.heads[env.session_id] = (length, rec.entry_hash)
+            if env.ts > state.last_ts.get(env.session_id, 0):
+                state.last_ts[env.session_id] = env.ts
+
+    # -- outputs -------------------------------------------------------------------------------
+    def checkpoint_all(self, producer: Producer, now_micros: int) -> int:
+        written = 0
+        with self._lock:
+            for tenant in self._active_tenants():
+                state = self._tenant(tenant)
+                cp = build_checkpoint(tenant, dict(state.heads), state.prev_checkpoint, now_micros, self.key)
+                producer.produce(CHECKPOINTS_TOPIC, key=tenant.encode(), value=cp.to_text().encode(),
+                                 headers=[(KIND_HEADER, b"checkpoint")])
+                state.prev_checkpoint = cp.hash
+                written += 1
+        METRICS.inc("agenttrail_checkpoints_total", written, help="signed checkpoints written")
+        return written
+
+    def retention_all(self, producer: Producer, now_micros: int) -> list[PurgeCommand]:
+        commands: list[PurgeCommand] = []
+        with self._lock:
+            for tenant in self._active_tenants():
+                days = self._retention_days(tenant)
+                cut = now_micros - days * DAY_MICROS
+                state = self._tenant(tenant)
+                expired = {s: state.heads[s] for s, ts in state.last_ts.items()
+                           if ts < cut and s not in state.anchored and s in state.heads}
+                if not expired:
+                    continue
+                anchor = build_anchor(tenant, expired, cut, state.prev_anchor, now_micros, self.key)
+                producer.produce(CHECKPOINTS_TOPIC, key=tenant.encode(), value=anchor.to_text().encode(),
+                                 headers=[(KIND_HEADER, b"anchor")])
+                cmd = PurgeCommand(tenant, tuple(sorted(expired)), cut)
+                producer.produce(CHECKPOINTS_TOPIC, key=tenant.encode(), value=cmd.to_json(),
+                                 headers=[(KIND_HEADER, b"purge")])
+                state.prev_anchor = anchor.hash
+                state.anchored.update(expired)
+                commands.append(cmd)
+        return commands
+
+    def _active_tenants(self) -> list[str]:
+        tenants = getattr(self.registry, "tenants", None)
+        listed = [t.tenant_id for t in tenants() if getattr(t, "status", "active") == "active"] if tenants else []
+        return sorted(set(listed) | set(self.tenants if not listed else ()))
+
+    def _retention_days(self, tenant: str) -> int:
+        lookup = getattr(self.registry, "tenant", None)
+        found = lookup(tenant) if lookup else None
+        return int(getattr(found, "retention_days", self.settings.retention_days))
+
+    # -- loop ----------------------------------------------------------------------------------
+    def run(self) -> None:
+        ensure_topics(self.bootstrap, [checkpoints_topic_spec(self.settings.partitions)])
+        self.load_previous_notes()
+        producer = Producer(producer_config(self.bootstrap))
+        consumer = Consumer(consumer_config(self.bootstrap, f"agenttrail-checkpointer-{time.time_ns()}"))
+        consumer.subscribe([LEDGER_PATTERN])
+        interval = self.settings.checkpoint_interval_seconds
+        next_cp = time.monotonic() + interval
+        next_retention = time.monotonic() + min(interval, self.retention_interval)
+        try:
+            while not self._stop.is_set():
+                for msg in consumer.consume(5000, 0.2):
+                    if msg.error() is None and tenant_of_topic(msg.topic()):
+                        try:
+                            self.absorb_ledger(msg.value())
+                        except Exception:
+                            logger.warning("unreadable ledger record at %s[%d]@%d", msg.topic(),
+                                           msg.partition(), msg.offset())
+                now = time.monotonic()
+                if now >= next_retention:
+                    next_retention = now + self.retention_interval
+                    self.retention_all(producer, time.time_ns() // 1000)
+                if now >= next_cp:
+                    next_cp = now + interval
+                    self.checkpoint_all(producer, time.time_ns() // 1000)
+                    producer.flush(30)
+                producer.poll(0)
+        finally:
+            consumer.close()
+            producer.flush(10)

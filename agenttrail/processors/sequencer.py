@@ -1,0 +1,94 @@
+"""The chain stage's pure core: per (tenant, session) state, seq checks, ledger records out.
+
+Deterministic: the same state and the same raw message always give the same output, so a
+redelivery re-emits an identical ledger record. The state of a partition is a fold over its
+ledger partition (`SessionTable.absorb`), which is how a worker rebuilds it after a restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from agenttrail.errors import InvalidEvent
+from agenttrail.processors.chain import GENESIS_HEAD, extend
+from agenttrail.processors.chain import ChainState as _ChainState
+from agenttrail.processors.verify import RegistryLike, VerifyPolicy, verify_event
+from agenttrail.schemas.ledger import LedgerRecord
+
+
+@dataclass(slots=True)
+class SessionState:
+    index: int = 0  # next chain index (= chain length)
+    head: bytes = GENESIS_HEAD
+    last_seq: dict[str, int] = field(default_factory=dict)  # agent_id -> last chained seq
+
+
+@dataclass(frozen=True, slots=True)
+class Chained:
+    record: LedgerRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    reason: str
+    detail: str
+
+
+Outcome = Chained | Rejected
+
+
+class SessionTable:
+    """Chain state of the sessions of one or more (tenant, partition)s."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[tuple[str, str], SessionState] = {}
+
+    def __len__(self) -> int:
+        return len(self.sessions)
+
+    def heads(self, tenant_id: str) -> dict[str, tuple[int, bytes]]:
+        return {s: (st.index, st.head) for (t, s), st in self.sessions.items() if t == tenant_id and st.index}
+
+    def absorb(self, record: LedgerRecord) -> None:
+        """Fold one already-written ledger record into the state (rebuild after restart)."""
+        env = record.envelope
+        state = self.sessions.setdefault((env.tenant_id, env.session_id), SessionState())
+        if record.chain_index < state.index:
+            return  # a duplicate of a record already absorbed
+        state.index = record.chain_index + 1
+        state.head = record.entry_hash
+        previous = state.last_seq.get(env.agent_id, -1)
+        if env.seq > previous:
+            state.last_seq[env.agent_id] = env.seq
+
+    def absorb_all(self, records: Iterable[LedgerRecord]) -> None:
+        for record in records:
+            self.absorb(record)
+
+    def drop_tenant_partition(self, tenant_id: str, owns: object) -> None:
+        """Forget sessions of a tenant for which ``owns(session_id)`` is true (partition revoked)."""
+        for key in [k for k in self.sessions if k[0] == tenant_id and owns(k[1])]:  # type: ignore[operator]
+            del self.sessions[key]
+
+    def process(self, value: bytes | None, key: bytes | None, topic_tenant: str, partition: int,
+                offset: int, registry: RegistryLike, policy: VerifyPolicy, now_micros: int) -> Outcome:
+        """Verify one raw message and, if it passes, chain it."""
+        try:
+            verified = verify_event(value, key, topic_tenant, registry, policy, now_micros)
+        except InvalidEvent as exc:
+            return Rejected(exc.reason, str(exc))
+        env = verified.envelope
+        skey = (env.tenant_id, env.session_id)
+        state = self.sessions.get(skey)
+        if state is None:
+            state = self.sessions[skey] = SessionState()
+        last = state.last_seq.get(env.agent_id, -1)
+        if env.seq <= last:
+            return Rejected("duplicate_seq", f"seq {env.seq} of agent {env.agent_id!r} already chained "
+                                             f"(last {last})")
+        index, prev, entry, _ = extend(_ChainState(state.index, state.head), verified.signing_bytes)
+        state.index = index + 1
+        state.head = entry
+        state.last_seq[env.agent_id] = env.seq
+        return Chained(LedgerRecord(env, index, prev, entry, env.seq != last + 1, partition, offset))

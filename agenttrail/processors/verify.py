@@ -1,0 +1,108 @@
+"""verify: the checks a raw event passes before it may enter a chain. Pure: bytes in, Envelope out.
+
+Every rejection is an ``InvalidEvent`` whose ``reason`` is one of ``dlq.REASONS``. The order of the
+checks is the one in DESIGN.md, cheapest first, so a flood of garbage costs little.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Protocol
+
+from agenttrail import crypto
+from agenttrail.errors import InvalidEvent
+from agenttrail.schemas.canonical import canonical_json
+from agenttrail.schemas.envelope import Envelope, check_fields, decode_envelope, signing_bytes
+
+MICROS = 1_000_000
+DAY_MICROS = 86_400 * MICROS
+
+
+class TenantLike(Protocol):
+    status: str
+    retention_days: int
+
+
+class KeyStatusLike(Protocol):
+    valid: bool
+    reason: str | None
+    public_key: bytes | None
+    agent_id: str | None
+
+
+class RegistryLike(Protocol):
+    """What verify needs of the control-plane view (agenttrail.control.view.RegistryView)."""
+
+    def tenant(self, tenant_id: str) -> TenantLike | None: ...
+
+    def agent_key(self, tenant_id: str, key_id: str, at_ts_micros: int,
+                  agent_id: str | None = None) -> KeyStatusLike: ...
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyPolicy:
+    max_event_bytes: int = 900_000
+    clock_skew_micros: int = 300 * MICROS
+    keep_forever_types: frozenset[str] = frozenset({"lesson"})
+    check_canonical_payload: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    envelope: Envelope
+    signing_bytes: bytes
+
+
+def verify_event(value: bytes | None, key: bytes | None, topic_tenant: str, registry: RegistryLike,
+                 policy: VerifyPolicy, now_micros: int) -> Verified:
+    """Return the verified envelope with its signing bytes, or raise InvalidEvent(reason)."""
+    if value is None or len(value) == 0:
+        raise InvalidEvent("malformed", "empty message")
+    if len(value) > policy.max_event_bytes:
+        raise InvalidEvent("oversize", f"{len(value)} bytes > limit {policy.max_event_bytes}")
+    if not key:
+        raise InvalidEvent("empty_key", "message has no key (the session id)")
+    env = decode_envelope(value)  # malformed / unknown_schema
+    check_fields(env)  # bad_field
+    if env.tenant_id != topic_tenant:
+        raise InvalidEvent("tenant_mismatch",
+                           f"envelope tenant {env.tenant_id!r} in topic of tenant {topic_tenant!r}")
+    if key != env.session_id.encode("utf-8"):
+        raise InvalidEvent("key_mismatch", "message key is not the envelope's session id")
+    tenant = registry.tenant(topic_tenant)
+    if tenant is None:
+        raise InvalidEvent("unknown_tenant", f"tenant {topic_tenant!r} is not registered")
+    if tenant.status != "active":
+        raise InvalidEvent("tenant_disabled", f"tenant {topic_tenant!r} is {tenant.status}")
+    status = registry.agent_key(topic_tenant, env.key_id, env.ts, env.agent_id)
+    if not status.valid or status.public_key is None:
+        reason = status.reason or "unknown_key"
+        raise InvalidEvent(reason, f"agent {env.agent_id!r} key {env.key_id!r}")
+    if env.payload and crypto.sha256(env.payload) != env.payload_sha256:
+        raise InvalidEvent("payload_hash_mismatch", "payload does not hash to payload_sha256")
+    if env.payload and policy.check_canonical_payload:
+        _check_canonical(env.payload)
+    message = signing_bytes(env)
+    if not crypto.verify(status.public_key, message, env.signature):
+        raise InvalidEvent("bad_signature", f"signature does not verify with key {env.key_id!r}")
+    if env.ts - now_micros > policy.clock_skew_micros:  # late events are fine (offline spool)
+        raise InvalidEvent("clock_skew", f"ts is {(env.ts - now_micros) / MICROS:.0f}s in the future")
+    if env.type not in policy.keep_forever_types and env.ts < now_micros - tenant.retention_days * DAY_MICROS:
+        raise InvalidEvent("expired", f"event is older than the tenant's {tenant.retention_days}-day retention")
+    return Verified(env, message)
+
+
+def _check_canonical(payload: bytes) -> None:
+    try:
+        parsed = json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidEvent("malformed", f"payload is not UTF-8 JSON: {exc}") from None
+    try:
+        canonical = canonical_json(parsed)
+    except InvalidEvent:
+        raise
+    except Exception as exc:
+        raise InvalidEvent("payload_not_canonical", str(exc)) from None
+    if canonical != payload:
+        raise InvalidEvent("payload_not_canonical", "payload is not RFC 8785 canonical JSON")
