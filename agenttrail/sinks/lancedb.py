@@ -32,7 +32,8 @@ logger = logging.getLogger(__name__)
 
 TABLE = "events"
 DEFAULT_DIM = 384
-INDEX_MIN_ROWS = 100_000  # below this a flat (exact) scan is fast enough and needs no training
+INDEX_MIN_ROWS = 50_000  # below this a flat (exact) scan is fast enough (~90 ms) and needs no training
+OPTIMIZE_EVERY_ROWS = 20_000  # fold new rows into the index (they are flat-scanned until then)
 MAX_K = 1000
 _TYPE_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
@@ -157,6 +158,7 @@ class LanceStore:
             raise ConfigError(f"{uri}/{table} holds {existing} vectors, expected {dim}-d float32")
         self._write_lock = threading.Lock()
         self._indexed = self.has_vector_index()
+        self._unindexed_rows = 0
 
     # --- writing ---
 
@@ -166,34 +168,43 @@ class LanceStore:
             return 0
         data = records_to_arrow(records, self.dim)
         with self._write_lock:
-            (
+            result = (
                 self._table.merge_insert(["tenant_id", "event_id"])
                 .when_matched_update_all()
                 .when_not_matched_insert_all()
                 .execute(data)
             )
+            self._unindexed_rows += int(getattr(result, "num_inserted_rows", data.num_rows))
             if not self._indexed and self.count() >= self.index_min_rows:
                 self.build_index()
+            elif self._indexed and self._unindexed_rows >= OPTIMIZE_EVERY_ROWS:
+                self._optimize_locked()
         return data.num_rows
 
     def build_index(self) -> None:
-        """A cosine IVF_PQ index on vector plus scalar indexes for the filter columns."""
-        from lancedb.index import Bitmap, BTree, IvfPq
+        """A cosine IVF_SQ vector index plus scalar indexes for the filter columns.
 
-        rows = self.count()
-        logger.info("building the vector index on %s (%d rows)", self.uri, rows)
-        self._table.create_index(
-            "vector", config=IvfPq(distance_type="cosine", num_sub_vectors=self.dim // 8), replace=True
-        )
+        IVF_SQ, measured here at 100k random 384-d vectors: built in ~2 s, recall@10 0.97 with a
+        tenant prefilter. IVF_PQ took ~90 s to build and gave recall@10 0.27 on the same data.
+        """
+        from lancedb.index import Bitmap, BTree, IvfSq
+
+        logger.info("building the vector index on %s (%d rows)", self.uri, self.count())
+        self._table.create_index("vector", config=IvfSq(distance_type="cosine"), replace=True)
         self._table.create_index("tenant_id", config=Bitmap(), replace=True)
         self._table.create_index("type", config=Bitmap(), replace=True)
         self._table.create_index("ts", config=BTree(), replace=True)
         self._indexed = True
+        self._unindexed_rows = 0
 
     def optimize(self) -> None:
-        """Compact files and fold rows written since the index was built into it (run on a timer)."""
+        """Compact files and fold rows written since the index was built into it."""
         with self._write_lock:
-            self._table.optimize()
+            self._optimize_locked()
+
+    def _optimize_locked(self) -> None:
+        self._table.optimize()
+        self._unindexed_rows = 0
 
     def purge(self, tenant_id: str, before_ts_micros: int, keep_types: Sequence[str] = ("lesson",)) -> int:
         """Retention: delete a tenant's rows older than the cut, except `keep_types`; returns rows deleted."""
