@@ -52,10 +52,8 @@ async def run_worker(settings: Settings, bootstrap: str, options: WorkerOptions,
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
             loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):  # not the main thread
-            pass
     registry = Registry(settings, bootstrap).start()
     threads: list[tuple[object, threading.Thread]] = []
     with registry.read() as view:
