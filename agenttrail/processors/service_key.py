@@ -17,6 +17,7 @@ import hashlib
 import logging
 import os
 import re
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,7 +141,7 @@ def load_or_create_service_key(settings: Settings, name: str = DEFAULT_KEY_NAME)
     path = service_key_path(settings)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
         crypto.save_private_key(tmp, crypto.SigningKey.generate())
         try:
             os.link(tmp, path)

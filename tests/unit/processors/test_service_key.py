@@ -3,6 +3,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import stat
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,11 @@ def test_load_or_create_keeps_an_existing_key(tmp_path: Path) -> None:
     again = load_or_create_service_key(settings, name="svc-b")  # the name is not stored in the file
     assert again.public_key == key.public_key and again.name == "svc-b"
     assert again.key_hash != key.key_hash
+
+
+def test_concurrent_first_start_agrees_on_one_key(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "fresh")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        keys = list(pool.map(lambda _: load_or_create_service_key(settings), range(16)))
+    assert len({k.public_key for k in keys}) == 1
+    assert [p.name for p in (tmp_path / "fresh").iterdir()] == [KEY_FILE_NAME]
