@@ -3,6 +3,7 @@ revocation and rotation, tenant isolation, and no secret ever in the registry to
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -201,7 +202,9 @@ def test_last_used_is_batched(registry: Registry) -> None:
     assert registry.api_keys(t)[0].last_used_at is not None
 
 
-def test_secrets_never_in_the_topic(registry: Registry, kafka_bootstrap: str, tmp_path: Path) -> None:
+def test_secrets_never_in_the_topic_or_logs(registry: Registry, kafka_bootstrap: str, tmp_path: Path,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     t = tid()
     registry.create_tenant(t)
     secrets: list[str] = []
@@ -211,12 +214,16 @@ def test_secrets_never_in_the_topic(registry: Registry, kafka_bootstrap: str, tm
     secrets += [s1, s2, rk]
     ident = register_agent_locally(registry.settings, rk, t, tmp_path / "k.key", registry=registry)
     registry.authenticate(s2)
+    with pytest.raises(AuthError):
+        registry.authenticate(s1[:-1] + ("a" if s1[-1] != "a" else "b"))  # a near-miss is refused without echoing it
     registry.flush_usage()
     registry.sync()
     seed_hex = ident.signing_key().seed.hex()
     blob = registry_bytes(kafka_bootstrap)
     assert t.encode() in blob and ident.agent_id.encode() in blob  # the scan did see our records
+    assert ident.agent_id in caplog.text  # the logs did see the registration
     for secret in secrets:
+        assert secret.split("_")[-1][10:] not in caplog.text
         assert secret.encode() not in blob
         assert secret.split("_")[-1][10:].encode() not in blob
     assert seed_hex.encode() not in blob and ident.signing_key().seed not in blob
