@@ -134,6 +134,8 @@ def build_envelope(*, key: crypto.SigningKey, tenant_id: str, agent_id: str, ses
     """Canonicalise ``payload``, hash it, fill the envelope and sign it with ``key``."""
     body = canonical_json(payload)
     now_us = time.time_ns() // 1000 if ts is None else ts
+    if not isinstance(now_us, int) or not 0 <= now_us < (1 << 48) * 1000:
+        raise InvalidEvent("bad_field", f"ts {now_us!r} is not epoch microseconds within the UUIDv7 range")
     env = Envelope(
         event_id=event_id or uuid7(now_us // 1000), tenant_id=tenant_id, agent_id=agent_id,
         session_id=session_id, seq=seq, ts=now_us, type=type, payload=body,
