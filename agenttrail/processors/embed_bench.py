@@ -87,8 +87,10 @@ def bench_recall(n_vectors: int = 100_000, tenants: int = 10, queries: int = 200
         t0 = time.perf_counter()
         step = 10_000
         for start in range(0, n_vectors, step):
-            rows = [EmbeddingRecord(names[owner[i]], f"e{i}", "s", i, "message", "", tuple(vectors[i].tolist())) # noqa: E501
-                    for i in range(start, min(start + step, n_vectors))]
+            rows = [
+                EmbeddingRecord(names[owner[i]], f"e{i}", "s", i, "message", "", tuple(vectors[i].tolist()))
+                for i in range(start, min(start + step, n_vectors))
+            ]
             store.upsert(rows)
             if progress:
                 progress(len(rows))
