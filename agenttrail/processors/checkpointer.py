@@ -13,7 +13,6 @@ rebuild the heads and the checkpoints topic to continue each tenant's checkpoint
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -26,13 +25,13 @@ from agenttrail.kafka.admin import TopicSpec, ensure_topics
 from agenttrail.kafka.clients import consumer_config, producer_config
 from agenttrail.kafka.topics import CHECKPOINTS_TOPIC, LEDGER_PATTERN, tenant_of_topic
 from agenttrail.metrics import METRICS
-from agenttrail.processors.checkpoint import build_anchor, build_checkpoint, parse_note
+from agenttrail.processors.checkpoint import build_checkpoint, parse_note
+from agenttrail.processors.retention import PurgeCommand, RetentionPolicy, plan_purge
 from agenttrail.processors.service_key import ServiceKey
 from agenttrail.schemas.ledger import decode_ledger
 
 logger = logging.getLogger(__name__)
 
-DAY_MICROS = 86_400_000_000
 KIND_HEADER = "kind"
 
 
@@ -47,26 +46,6 @@ class TenantHeads:
     anchored: set[str] = field(default_factory=set)  # sessions already anchored and purged
     prev_checkpoint: bytes | None = None
     prev_anchor: bytes | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PurgeCommand:
-    tenant_id: str
-    session_ids: tuple[str, ...]
-    cut: int
-    keep_types: tuple[str, ...] = ("lesson",)
-
-    def to_json(self) -> bytes:
-        return json.dumps({"kind": "purge", "tenant_id": self.tenant_id, "session_ids": list(self.session_ids),
-                           "cut": self.cut, "keep_types": list(self.keep_types)}, sort_keys=True).encode()
-
-    @classmethod
-    def from_json(cls, data: bytes) -> PurgeCommand:
-        obj = json.loads(data)
-        if obj.get("kind") != "purge":
-            raise ValueError("not a purge command")
-        return cls(str(obj["tenant_id"]), tuple(str(s) for s in obj["session_ids"]), int(obj["cut"]),
-                   tuple(str(t) for t in obj.get("keep_types", ["lesson"])))
 
 
 class Checkpointer:
@@ -116,7 +95,7 @@ class Checkpointer:
         kind = headers.get(KIND_HEADER, b"").decode()
         if kind == "purge":
             cmd = PurgeCommand.from_json(value)
-            self._tenant(cmd.tenant_id).anchored.update(cmd.session_ids)
+            self._tenant(cmd.tenant_id).anchored.update(cmd.session_ids or ())
             return
         try:
             note = parse_note(value)
@@ -156,24 +135,23 @@ class Checkpointer:
         return written
 
     def retention_all(self, producer: Producer, now_micros: int) -> list[PurgeCommand]:
+        """Anchor and purge the whole sessions that left every tenant's retention window."""
         commands: list[PurgeCommand] = []
         with self._lock:
             for tenant in self._active_tenants():
-                days = self._retention_days(tenant)
-                cut = now_micros - days * DAY_MICROS
                 state = self._tenant(tenant)
-                expired = {s: state.heads[s] for s, ts in state.last_ts.items()
-                           if ts < cut and s not in state.anchored and s in state.heads}
-                if not expired:
+                policy = RetentionPolicy(self._retention_days(tenant))
+                planned = plan_purge(tenant, policy, now_micros, state.heads, state.last_ts,
+                                     state.prev_anchor, self.key, state.anchored)
+                if planned is None:
                     continue
-                anchor = build_anchor(tenant, expired, cut, state.prev_anchor, now_micros, self.key)
+                anchor, cmd = planned  # the anchor goes first: sinks purge only what is anchored
                 producer.produce(CHECKPOINTS_TOPIC, key=tenant.encode(), value=anchor.to_text().encode(),
                                  headers=[(KIND_HEADER, b"anchor")])
-                cmd = PurgeCommand(tenant, tuple(sorted(expired)), cut)
                 producer.produce(CHECKPOINTS_TOPIC, key=tenant.encode(), value=cmd.to_json(),
                                  headers=[(KIND_HEADER, b"purge")])
                 state.prev_anchor = anchor.hash
-                state.anchored.update(expired)
+                state.anchored.update(cmd.session_ids or ())
                 commands.append(cmd)
         return commands
 

@@ -12,11 +12,11 @@ from typing import Protocol
 
 from agenttrail import crypto
 from agenttrail.errors import InvalidEvent
+from agenttrail.processors.retention import RetentionPolicy, is_expired
 from agenttrail.schemas.canonical import canonical_json
 from agenttrail.schemas.envelope import Envelope, check_fields, decode_envelope, signing_bytes
 
 MICROS = 1_000_000
-DAY_MICROS = 86_400 * MICROS
 
 
 class TenantLike(Protocol):
@@ -88,7 +88,7 @@ def verify_event(value: bytes | None, key: bytes | None, topic_tenant: str, regi
         raise InvalidEvent("bad_signature", f"signature does not verify with key {env.key_id!r}")
     if env.ts - now_micros > policy.clock_skew_micros:  # late events are fine (offline spool)
         raise InvalidEvent("clock_skew", f"ts is {(env.ts - now_micros) / MICROS:.0f}s in the future")
-    if env.type not in policy.keep_forever_types and env.ts < now_micros - tenant.retention_days * DAY_MICROS:
+    if is_expired(RetentionPolicy(tenant.retention_days, policy.keep_forever_types), env.ts, now_micros, env.type):
         raise InvalidEvent("expired", f"event is older than the tenant's {tenant.retention_days}-day retention")
     return Verified(env, message)
 
