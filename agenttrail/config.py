@@ -93,4 +93,8 @@ def load_settings(environ: dict[str, str] | None = None, dotenv: Path | None = P
         clock_skew_seconds=_int(env, "CLOCK_SKEW_SECONDS", 300, minimum=1),
         checkpoint_interval_seconds=float(_int(env, "CHECKPOINT_INTERVAL_SECONDS", 10, minimum=1)),
         key_grace_seconds=_int(env, "KEY_GRACE_SECONDS", 86_400, minimum=0),
+        extra={k: v for k, v in (
+            ("embedder_threads", env.get(ENV_PREFIX + "EMBEDDER_THREADS", "")),
+            ("embedder_api_key", env.get(ENV_PREFIX + "EMBEDDER_API_KEY", "")),
+        ) if v},
     )

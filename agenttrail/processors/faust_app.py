@@ -22,7 +22,7 @@ from agenttrail.schemas.ledger import decode_ledger
 
 logger = logging.getLogger(__name__)
 
-EMBED_BATCH = 256
+EMBED_BATCH = 64
 EMBED_WITHIN_S = 1.0
 
 
@@ -49,7 +49,6 @@ def create_faust_app(settings: Settings, bootstrap: str, embedder: Embedder | No
 
     @app.agent(ledger)
     async def embed(stream: Any) -> None:
-        loop = asyncio.get_running_loop()
         async for values in stream.take(EMBED_BATCH, within=EMBED_WITHIN_S):
             records = []
             for value in values:
@@ -57,7 +56,7 @@ def create_faust_app(settings: Settings, bootstrap: str, embedder: Embedder | No
                     records.append(decode_ledger(value))
                 except Exception:
                     METRICS.inc("agenttrail_embed_skipped_total", help="unreadable ledger records")
-            out = await loop.run_in_executor(None, embed_batch, records, embedder)
+            out = await asyncio.to_thread(embed_batch, records, embedder)
             for rec in out:
                 await embeddings.send(key=rec.tenant_id.encode(), value=encode_embedding(rec))
             METRICS.inc("agenttrail_embedded_total", len(out), help="text-bearing events embedded")
