@@ -86,3 +86,23 @@ def list_topics(bootstrap: str, admin: AdminClient | None = None) -> dict[str, i
     except KafkaException as exc:
         raise BrokerError(f"cannot reach Kafka at {bootstrap}: {exc.args[0].str()}") from None
     return {name: len(t.partitions) for name, t in md.topics.items()}
+
+
+def group_lag(bootstrap: str, group_id: str, topics: Iterable[str]) -> int:
+    """Messages in ``topics`` not yet committed by consumer group ``group_id`` (0 when caught up)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group_id, "enable.auto.commit": False})
+    try:
+        md = consumer.list_topics(timeout=TIMEOUT_S)
+        parts = [TopicPartition(t, p) for t in topics if t in md.topics for p in md.topics[t].partitions]
+        if not parts:
+            return 0
+        committed = consumer.committed(parts, timeout=TIMEOUT_S)
+        lag = 0
+        for tp in committed:
+            low, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=TIMEOUT_S)
+            lag += max(0, high - (tp.offset if tp.offset >= 0 else low))
+        return lag
+    finally:
+        consumer.close()
