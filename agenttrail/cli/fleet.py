@@ -19,7 +19,8 @@ def register(app: typer.Typer) -> None:
         rate: float = typer.Option(1000.0, min=0, help="Target events/s in total (0: as fast as possible)."),
         duration: float = typer.Option(10.0, min=0.1, help="Seconds to run."),
         seed: int = typer.Option(0, help="Seed of the event mix."),
-        create_topics: bool = typer.Option(True, help="Create the tenants' event topics if missing."),
+        register: bool = typer.Option(True, help="Create the tenants and register the agents (control plane)."),
+        create_topics: bool = typer.Option(True, help="With --no-register: create the event topics if missing."),
         bench: bool = typer.Option(False, "--bench", help="Measure the SDK instead (sign/s, events/s)."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
@@ -40,13 +41,20 @@ def register(app: typer.Typer) -> None:
         from agenttrail.producers.fleet import FleetProgress, dev_agents, run_fleet
         from agenttrail.producers.producer import EventProducer
 
-        if create_topics:
-            from agenttrail.kafka.admin import TopicSpec, ensure_topics
+        if register:
+            from agenttrail.control.provision import provision_tenant
+            from agenttrail.control.service import Registry
 
-            ensure_topics(bootstrap, [TopicSpec(events_topic(t), settings.partitions) for t in names])
-        keys = dev_agents(names, agents)
-        # TODO(lead): register these agents' public keys with the control plane so the verifier
-        # accepts their events; until then a verifying worker sends them to the DLQ (unknown_agent).
+            with console.status("registering the fleet's agents with the control plane…"), \
+                    Registry(settings, bootstrap).start() as registry:
+                keys = {t: [(a.agent_id, a.key_id, a.key) for a in provision_tenant(registry, t, agents)]
+                        for t in names}
+        else:  # unregistered dev keys: a verifying worker dead-letters these events (unknown_agent)
+            if create_topics:
+                from agenttrail.kafka.admin import TopicSpec, ensure_topics
+
+                ensure_topics(bootstrap, [TopicSpec(events_topic(t), settings.partitions) for t in names])
+            keys = dev_agents(names, agents)
         producer = EventProducer(bootstrap, spool_path=settings.home / "spool" / "fleet.spool")
         columns = (TextColumn("[bold]fleet"), BarColumn(), TextColumn("{task.description}"),
                    TimeRemainingColumn())
