@@ -127,3 +127,39 @@ def test_kill_9_mid_batch_then_restart_loses_and_doubles_nothing(
         assert sessions == len({r.envelope.session_id for r in records})
     finally:
         store.close()
+
+
+def test_new_tenant_topic_is_picked_up_within_seconds(kafka_bootstrap: str, tmp_path: Path) -> None:
+
+    from agenttrail.config import Settings
+    from agenttrail.sinks.clickhouse.consumer import ClickHouseSinkRunner
+
+    store = open_store(f"chdb://{tmp_path}/clickhouse")
+    runner = ClickHouseSinkRunner(
+        Settings(kafka_bootstrap=kafka_bootstrap, retention_days=36500), store,
+        group_id=f"ch-new-{uuid.uuid4().hex[:6]}", max_age_s=0.2,
+    )
+    runner.start()
+    try:
+        time.sleep(3)  # subscribed before the tenant exists
+        tenant = f"late-{uuid.uuid4().hex[:6]}"
+        ensure_topics(kafka_bootstrap, [TopicSpec(ledger_topic(tenant), PARTITIONS)])
+        records = list(generate(SyntheticSpec(tenants=(tenant,), events=500, seed=2)))
+        producer = Producer(producer_config(kafka_bootstrap))
+        for rec in records:
+            producer.produce(ledger_topic(tenant), key=rec.envelope.session_id.encode(),
+                             value=encode_ledger(rec))
+        assert producer.flush(30) == 0
+        produced_at = time.monotonic()
+        count = 0
+        while time.monotonic() - produced_at < 20:
+            count = store.command(
+                "SELECT count() FROM events FINAL WHERE tenant_id = {t:String}", {"t": tenant})
+            if count == len(records):
+                break
+            time.sleep(0.25)
+        assert count == len(records)
+        assert time.monotonic() - produced_at < 15
+    finally:
+        runner.stop()
+        store.close()
