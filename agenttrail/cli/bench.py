@@ -1,0 +1,197 @@
+"""`agenttrail bench [all|sdk|pipeline|sink|embed|api|audit|e2e]`: one table of measured figures.
+
+Raw limits (Ed25519 sign/verify per core, SHA-256 chain steps/s, ClickHouse raw insert rows/s)
+are measured in the same run, and each figure is shown with its ratio to its limit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from agenttrail.cli.output import console, emit
+from agenttrail.config import Settings, load_settings
+
+SUITES = ("raw", "sdk", "pipeline", "sink", "embed", "api", "audit", "e2e")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench", help="Run the benchmarks and print one table (raw limits, figures, ratios).")(bench)
+
+
+def _machine() -> dict[str, Any]:
+    mem = 0
+    with contextlib.suppress(ValueError, OSError):
+        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 30)
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": mem, "python": platform.python_version()}
+
+
+def _raw(rows: list[dict[str, Any]], limits: dict[str, float]) -> None:
+    from agenttrail import crypto
+    from agenttrail.processors.chain import bench_chain
+
+    key = crypto.SigningKey.generate()
+    msg = os.urandom(200)
+    sig = key.sign(msg)
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < 2.0:
+        for _ in range(200):
+            key.sign(msg)
+        n += 200
+    limits["ed25519_sign"] = n / (time.perf_counter() - start)
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < 2.0:
+        for _ in range(200):
+            crypto.verify(key.public_key, msg, sig)
+        n += 200
+    limits["ed25519_verify"] = n / (time.perf_counter() - start)
+    chain = bench_chain(200_000)
+    limits["chain_steps"] = float(next(v for k, v in chain.items() if "extend" in k or "steps" in k))
+    rows += [
+        _row("raw", "Ed25519 sign / s (1 core)", limits["ed25519_sign"]),
+        _row("raw", "Ed25519 verify / s (1 core)", limits["ed25519_verify"]),
+        _row("raw", "SHA-256 chain steps / s (1 core)", limits["chain_steps"]),
+    ]
+
+
+def _row(suite: str, figure: str, value: float | None, limit: float | None = None, unit: str = "") -> dict[str, Any]:
+    ratio = round(value / limit, 2) if value is not None and limit else None
+    return {"suite": suite, "figure": figure, "value": None if value is None else round(value, 1),
+            "unit": unit, "ratio_to_raw": ratio}
+
+
+def _sdk(settings: Settings, rows: list[dict[str, Any]], limits: dict[str, float], bootstrap: str) -> None:
+    from agenttrail.producers.bench import bench_sdk
+
+    r = bench_sdk(seconds=6.0, bootstrap=bootstrap, partitions=settings.partitions)
+    rows.append(_row("sdk", "signed+encoded events / s (1 core)", r["signed_encoded_events_per_s"],
+                     limits.get("ed25519_sign")))
+    rows.append(_row("sdk", "signed+acknowledged events / s (1 core)", r.get("signed_acked_events_per_s"),
+                     limits.get("ed25519_sign")))
+
+
+def _pipeline(settings: Settings, rows: list[dict[str, Any]], limits: dict[str, float], bootstrap: str) -> None:
+    from agenttrail.processors.bench import bench_pipeline
+
+    r = bench_pipeline(bootstrap, events=50_000, workers=1)
+    per_core = float(next(v for k, v in r.items() if "per_worker" in k or k == "events_per_s"))
+    rows.append(_row("pipeline", "verified+chained events / s per worker", per_core, limits.get("ed25519_verify")))
+
+
+def _sink(rows: list[dict[str, Any]], limits: dict[str, float]) -> None:
+    from agenttrail.sinks.clickhouse.bench import bench_clickhouse
+
+    r = bench_clickhouse(rows=300_000)
+    limits["clickhouse_insert"] = r["raw_rows_per_s"]
+    rows.append(_row("raw", "ClickHouse raw insert rows / s", r["raw_rows_per_s"]))
+    rows.append(_row("sink", "ClickHouse sink rows / s (decode+map+insert)",
+                     r.get("decode_sink_rows_per_s", r["sink_rows_per_s"]), r["raw_rows_per_s"]))
+
+
+def _embed(rows: list[dict[str, Any]]) -> None:
+    from agenttrail.processors.embed_bench import bench_embed, bench_recall
+
+    e = bench_embed(1000)
+    rows.append(_row("embed", "texts embedded / s (MiniLM int8, CPU)", e["texts_per_s"]))
+    rows.append(_row("embed", "LanceDB rows written / s", e["rows_written_per_s"]))
+    r = bench_recall(100_000)
+    rows.append(_row("embed", "recall p95 at 100k vectors", r["p95_ms"], unit="ms"))
+
+
+def _api(rows: list[dict[str, Any]]) -> None:
+    from agenttrail.api.bench import bench_api
+
+    r = bench_api(n_events=1_000_000)
+    for name, stats in sorted(r.get("queries", r).items()):
+        if isinstance(stats, dict) and "p95_ms" in stats:
+            rows.append(_row("api", f"API {name} p95 at 1M events", stats["p95_ms"], unit="ms"))
+
+
+def _audit(rows: list[dict[str, Any]], limits: dict[str, float]) -> None:
+    from agenttrail.audit.bench import bench_audit
+
+    r = bench_audit(100_000)
+    rows.append(_row("audit", "audit chain check events / s", r["chain_events_per_s"], limits.get("chain_steps")))
+    rows.append(_row("audit", "audit with signatures events / s", r["signature_events_per_s"],
+                     limits.get("ed25519_verify")))
+
+
+def _e2e(settings: Settings, rows: list[dict[str, Any]], limits: dict[str, float]) -> None:
+    from agenttrail.e2e_bench import bench_end_to_end, bench_latency
+
+    for workers in (1, 2):
+        r = bench_end_to_end(settings, events=60_000, workers=workers)
+        rows.append(_row("e2e", f"end to end events / s, {workers} worker(s)", r["events_per_s"],
+                         limits.get("ed25519_verify")))
+    lat = bench_latency(settings)
+    rows.append(_row("e2e", "produce → queryable p50", lat["p50_ms"], unit="ms"))
+    rows.append(_row("e2e", "produce → queryable p99", lat["p99_ms"], unit="ms"))
+
+
+def bench(
+    suite: str = typer.Argument("all", help=f"One of: all, {', '.join(SUITES)}."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the results to this JSON file."),
+) -> None:
+    from agenttrail.errors import ConfigError
+
+    if suite != "all" and suite not in SUITES:
+        raise ConfigError(f"unknown bench suite {suite!r}: use all or one of {', '.join(SUITES)}")
+    settings = load_settings()
+    rows: list[dict[str, Any]] = []
+    limits: dict[str, float] = {}
+    wanted = SUITES if suite == "all" else tuple(dict.fromkeys(("raw", suite)))
+    needs_broker = any(s in wanted for s in ("sdk", "pipeline"))
+    broker = None
+    bootstrap = settings.kafka_bootstrap or ""
+    started = time.monotonic()
+    try:
+        if needs_broker and not bootstrap:
+            import tempfile
+
+            from agenttrail.kafka.broker import LocalBroker
+
+            broker = LocalBroker(Path(tempfile.mkdtemp(prefix="agenttrail-bench-kafka-")))
+            bootstrap = broker.start().bootstrap
+        steps: dict[str, Callable[[], None]] = {
+            "raw": lambda: _raw(rows, limits),
+            "sdk": lambda: _sdk(settings, rows, limits, bootstrap),
+            "pipeline": lambda: _pipeline(settings, rows, limits, bootstrap),
+            "sink": lambda: _sink(rows, limits),
+            "embed": lambda: _embed(rows),
+            "api": lambda: _api(rows),
+            "audit": lambda: _audit(rows, limits),
+            "e2e": lambda: _e2e(settings, rows, limits),
+        }
+        for name in wanted:
+            with console.status(f"bench: {name}…"):
+                try:
+                    steps[name]()
+                except Exception as exc:  # one failing suite must not hide the others' figures
+                    rows.append({"suite": name, "figure": f"FAILED: {exc}"[:100], "value": None, "unit": "",
+                                 "ratio_to_raw": None})
+    finally:
+        if broker is not None:
+            broker.stop()
+    result = {"machine": _machine(), "seconds": round(time.monotonic() - started, 1), "figures": rows}
+    emit(rows, as_json=False, title=f"agenttrail bench · {result['machine']['cpu']} · "
+                                    f"{result['machine']['cores']} cores",
+         columns=["suite", "figure", "value", "unit", "ratio_to_raw"])
+    if json_out is not None:
+        json_out.write_text(json.dumps(result, indent=2))
+        console.print(f"wrote {json_out}")

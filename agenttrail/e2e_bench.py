@@ -1,0 +1,113 @@
+"""End-to-end figures on one machine: events/s verified+chained+landed, produce→queryable latency.
+
+Everything runs as real processes on loopback (LocalStack): the KRaft broker, N workers and the
+serve process (ClickHouse sink + LanceDB sink + API).
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from agenttrail.config import Settings
+from agenttrail.control.provision import ProvisionedAgent, provision_tenant
+from agenttrail.control.service import Registry
+from agenttrail.errors import AgentTrailError
+from agenttrail.producers.client import AgentClient
+from agenttrail.producers.fleet import run_fleet
+from agenttrail.producers.producer import EventProducer
+from agenttrail.stack import LocalStack
+
+
+def _settings(base: Settings, home: Path) -> Settings:
+    return base.with_overrides(home=home, clickhouse_url=f"chdb:///{home}/clickhouse",
+                               lancedb_uri=str(home / "lancedb"), kafka_bootstrap=None)
+
+
+def _landed(stack: LocalStack, key: str) -> int:
+    try:
+        return int(stack.get("/api/stats", key).get("events", 0))
+    except Exception:
+        return -1
+
+
+def _provision(stack: LocalStack, tenant: str, agents: int) -> tuple[list[ProvisionedAgent], str]:
+    with Registry(stack.settings, stack.bootstrap).start() as registry:
+        provisioned = provision_tenant(registry, tenant, agents)
+        _, secret = registry.create_api_key(tenant, ["*"], name="bench")
+    return provisioned, secret
+
+
+def bench_end_to_end(base: Settings, events: int = 60_000, workers: int = 1,
+                     timeout: float = 300.0) -> dict[str, Any]:
+    """Pre-produce ``events`` signed events, then time workers + sink until all are queryable."""
+    home = Path(tempfile.mkdtemp(prefix="agenttrail-e2e-"))
+    stack = LocalStack(_settings(base, home), workers=workers, embed=False)
+    try:
+        stack.start_broker()
+        stack.start_serve()
+        agents, key = _provision(stack, "bench", 8)
+        producer = EventProducer(stack.bootstrap)
+        keys = {"bench": [(a.agent_id, a.key_id, a.key) for a in agents]}
+        report = run_fleet(producer, keys, rate=0, duration=max(3.0, events / 4000), seed=3)
+        producer.close(30)
+        total = report.acknowledged
+        start = time.monotonic()
+        stack.start_workers()
+        while (landed := _landed(stack, key)) < total:
+            stack.check_alive()
+            if time.monotonic() - start > timeout:
+                raise AgentTrailError(f"end-to-end bench: {landed} of {total} landed after {timeout:.0f}s")
+            time.sleep(0.2)
+        seconds = time.monotonic() - start
+        return {"workers": workers, "events": total, "seconds": round(seconds, 2),
+                "events_per_s": round(total / seconds, 1)}
+    finally:
+        stack.stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def bench_latency(base: Settings, samples: int = 60, background_rate: float = 2000.0) -> dict[str, Any]:
+    """p50/p99 from an SDK send to the event answering in the API, under background load."""
+    home = Path(tempfile.mkdtemp(prefix="agenttrail-lat-"))
+    stack = LocalStack(_settings(base, home), workers=1, embed=False)
+    stop = threading.Event()
+    try:
+        stack.start()
+        agents, key = _provision(stack, "latency", 5)
+        background = EventProducer(stack.bootstrap)
+        load = threading.Thread(target=lambda: run_fleet(
+            background, {"latency": [(a.agent_id, a.key_id, a.key) for a in agents[1:]]},
+            rate=background_rate, duration=samples * 0.6 + 30, seed=5), daemon=True)
+        load.start()
+        probe = agents[0]
+        client = AgentClient(stack.bootstrap, "latency", probe.agent_id, probe.key_id, probe.key)
+        session = f"probe-{uuid.uuid4().hex[:8]}"
+        latencies: list[float] = []
+        for seq in range(samples):
+            sent = time.monotonic()
+            client.send(session, seq, "message", {"role": "user", "text": f"probe {seq}"})
+            client.flush(10)
+            while True:
+                rows = stack.get(f"/api/sessions/{session}/events?limit=1000", key).get("events", [])
+                if len(rows) > seq:
+                    break
+                if time.monotonic() - sent > 30:
+                    raise AgentTrailError(f"probe {seq} not queryable after 30s")
+                time.sleep(0.01)
+            latencies.append((time.monotonic() - sent) * 1000)
+        client.close(10)
+        stop.set()
+        ordered = sorted(latencies)
+        return {"samples": samples, "background_events_per_s": background_rate,
+                "p50_ms": round(statistics.median(ordered), 1),
+                "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 1)}
+    finally:
+        stack.stop()
+        shutil.rmtree(home, ignore_errors=True)
