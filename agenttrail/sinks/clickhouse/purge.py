@@ -16,19 +16,13 @@ import logging
 from dataclasses import dataclass
 
 from agenttrail.kafka.topics import validate_tenant_id
+from agenttrail.processors.retention import PurgeCommand
 from agenttrail.sinks.clickhouse.store import ClickHouseStore
 
 logger = logging.getLogger(__name__)
 
 SYNC = {"mutations_sync": 2}
 _CUT = "ts < fromUnixTimestamp64Micro({before:Int64}, 'UTC')"
-
-
-@dataclass(frozen=True, slots=True)
-class PurgeCommand:
-    tenant_id: str
-    before_ts: int  # epoch microseconds, UTC: rows strictly older go
-    keep_types: tuple[str, ...] = ("lesson",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +36,12 @@ class PurgeResult:
 
 def purge_tenant(store: ClickHouseStore, command: PurgeCommand) -> PurgeResult:
     tenant = validate_tenant_id(command.tenant_id)
-    params = {"tenant": tenant, "before": int(command.before_ts), "keep": list(command.keep_types)}
+    params: dict[str, object] = {"tenant": tenant, "before": int(command.before_ts),
+                                 "keep": list(command.keep_types)}
     doomed = f"tenant_id = {{tenant:String}} AND {_CUT} AND type NOT IN {{keep:Array(String)}}"
+    if command.session_ids is not None:  # whole expired sessions only (what the checkpointer anchors)
+        params["only"] = list(command.session_ids)
+        doomed += " AND has({only:Array(String)}, session_id)"
     counted = store.query_rows(
         f"SELECT count(), groupUniqArray(session_id) FROM events FINAL WHERE {doomed}", params
     )

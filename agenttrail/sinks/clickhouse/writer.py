@@ -59,6 +59,7 @@ class SinkStats:
     rows_inserted: int = 0
     batches_inserted: int = 0
     undecodable: int = 0
+    purges: int = 0
     insert_seconds: float = 0.0
 
 
@@ -128,10 +129,26 @@ class ClickHouseSink:
             batch = self._batch_for(topic, partition, offset, "dlq", DLQ_COLUMNS)
             batch.rows.append(dlq_row(key, value, partition, offset))
         elif topic == CHECKPOINTS_TOPIC:
+            if value and value.startswith(b"{") and b'"purge"' in value:
+                self._purge(value)
             batch = self._batch_for(topic, partition, offset, "checkpoints", CHECKPOINT_COLUMNS)
             batch.rows.append(checkpoint_row(key, value, partition, offset, timestamp_ms))
         else:
             logger.debug("ignoring message from unexpected topic %s", topic)
+
+    def _purge(self, value: bytes) -> None:
+        """Execute a retention purge command (idempotent: a replay deletes nothing more)."""
+        from agenttrail.processors.retention import PurgeCommand
+        from agenttrail.sinks.clickhouse.purge import purge_tenant
+
+        try:
+            command = PurgeCommand.from_json(value)
+        except Exception as exc:
+            logger.error("unreadable purge command on %s: %s", CHECKPOINTS_TOPIC, exc)
+            return
+        self.flush(force=True)  # rows already read go in before the delete
+        purge_tenant(self._store, command)
+        self.stats.purges += 1
 
     # -- flushing -------------------------------------------------------------------------------
 

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 import pytest
 
 from agenttrail.errors import TenantError
+from agenttrail.processors.retention import InvalidCommand, PurgeCommand
 from agenttrail.schemas.ledger import LedgerRecord
-from agenttrail.sinks.clickhouse.purge import PurgeCommand, purge_tenant
+from agenttrail.sinks.clickhouse.purge import purge_tenant
 from agenttrail.sinks.clickhouse.schema import open_store
 from agenttrail.sinks.clickhouse.store import ClickHouseStore
 from agenttrail.sinks.clickhouse.synthetic import SyntheticSpec, generate
@@ -63,5 +64,28 @@ def test_purge_one_tenant_keeps_lessons_and_other_tenants(
 
 
 def test_purge_refuses_bad_tenant_ids(store: ClickHouseStore) -> None:
-    with pytest.raises(TenantError):
+    with pytest.raises((TenantError, InvalidCommand)):
         purge_tenant(store, PurgeCommand("acme' OR 1=1 --", 0))
+
+
+def test_purge_command_from_the_checkpoints_topic_deletes_only_its_sessions(
+    store: ClickHouseStore, records: list[LedgerRecord]
+) -> None:
+    """The checkpointer's command names whole sessions: other globex sessions stay whole."""
+    globex = [r for r in records if r.envelope.tenant_id == "globex"]
+    sessions = sorted({r.envelope.session_id for r in globex})
+    doomed = sessions[:2]
+    before = store.command("SELECT count() FROM events FINAL WHERE tenant_id = 'globex'")
+    command = PurgeCommand("globex", max(r.envelope.ts for r in globex) + 1, ("lesson",), tuple(doomed))
+    sink = ClickHouseSink(store, batch_rows=2_000, retention_days=36_500)
+    sink.add("agenttrail.checkpoints", 0, 10_000, b"globex", command.to_json())
+    sink.flush(force=True)
+    assert sink.stats.purges == 1
+    gone = sum(1 for r in globex if r.envelope.session_id in doomed and r.envelope.type != "lesson")
+    after = store.command("SELECT count() FROM events FINAL WHERE tenant_id = 'globex'")
+    assert gone > 0 and after == before - gone
+    for sid in sessions[2:]:
+        expected = sum(1 for r in globex if r.envelope.session_id == sid)
+        got = store.command("SELECT count() FROM events FINAL WHERE tenant_id = 'globex' AND session_id = {s:String}",
+                            {"s": sid})
+        assert got == expected
