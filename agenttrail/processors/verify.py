@@ -96,7 +96,7 @@ def verify_event(value: bytes | None, key: bytes | None, topic_tenant: str, regi
 def _check_canonical(payload: bytes) -> None:
     try:
         parsed = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise InvalidEvent("malformed", f"payload is not UTF-8 JSON: {exc}") from None
     try:
         canonical = canonical_json(parsed)
