@@ -78,6 +78,8 @@ class SessionTable:
             verified = verify_event(value, key, topic_tenant, registry, policy, now_micros)
         except InvalidEvent as exc:
             return Rejected(exc.reason, str(exc))
+        except Exception as exc:  # fail closed: a poison message is dead-lettered, never a crash loop
+            return Rejected("malformed", f"unverifiable: {type(exc).__name__}: {exc}"[:500])
         env = verified.envelope
         skey = (env.tenant_id, env.session_id)
         state = self.sessions.get(skey)
