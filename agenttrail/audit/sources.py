@@ -1,0 +1,190 @@
+"""Where audited records come from: the ledger topic (read_committed, offset 0 to the high
+watermark), the checkpoints topic, or the ClickHouse `events`/`checkpoints` tables.
+
+ClickHouse rows map back to LedgerRecords exactly (the reverse of sinks/clickhouse/rows.py): every
+field of the signing bytes is stored (hashes and the signature as hex, ts as DateTime64(6)).
+The events table is read without FINAL so that two different physical copies of one chain index
+(a forged row beside the real one) are seen, not silently merged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from agenttrail.audit.report import AuditFailure
+from agenttrail.errors import AgentTrailError, BrokerError
+from agenttrail.kafka.clients import consumer_config
+from agenttrail.kafka.topics import CHECKPOINTS_TOPIC, ledger_topic, validate_tenant_id
+from agenttrail.processors.checkpoint import Checkpoint, RetentionAnchor, parse_note
+from agenttrail.schemas.envelope import Envelope
+from agenttrail.schemas.ledger import LedgerRecord, decode_ledger
+from agenttrail.sinks.clickhouse.store import ClickHouseStore
+
+logger = logging.getLogger(__name__)
+
+READ_TIMEOUT_S = 300.0
+KIND_HEADER = "kind"  # as written by processors/checkpointer.py
+
+Message = tuple[int, int, bytes | None, bytes | None, dict[str, bytes]]  # partition, offset, key, value, headers
+
+
+@dataclass(slots=True)
+class Loaded:
+    """Records and notes of one tenant, plus what could not be read (as failures)."""
+
+    records: list[LedgerRecord] = field(default_factory=list)
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+    anchors: list[RetentionAnchor] = field(default_factory=list)
+    failures: list[AuditFailure] = field(default_factory=list)
+
+
+# -- Kafka -------------------------------------------------------------------------------------------
+def read_topic(bootstrap: str, topic: str, *, progress: Callable[[int], None] | None = None,
+               timeout: float = READ_TIMEOUT_S) -> list[Message]:
+    """Every committed message of every partition of `topic`, from the beginning to the high
+    watermark at the time of the call (read_committed: aborted transactions are skipped)."""
+    consumer = Consumer(consumer_config(bootstrap, f"agenttrail-audit-{time.time_ns()}",
+                                        **{"enable.partition.eof": True}))
+    out: list[Message] = []
+    try:
+        md = consumer.list_topics(topic, timeout=30).topics.get(topic)
+        if md is None or md.error is not None:
+            raise BrokerError(f"topic {topic} does not exist")
+        ends: dict[int, int] = {}
+        for p in md.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
+            if high > low:
+                ends[p] = high
+        if not ends:
+            return out
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+        todo = set(ends)
+        deadline = time.monotonic() + timeout
+        while todo:
+            if time.monotonic() > deadline:
+                raise BrokerError(f"reading {topic} took over {timeout:.0f}s")
+            batch = consumer.consume(num_messages=10_000, timeout=0.5)
+            for msg in batch:
+                err = msg.error()
+                if err is not None:
+                    if err.code() != KafkaError._PARTITION_EOF:
+                        raise BrokerError(f"reading {topic}[{msg.partition()}]: {err.str()}")
+                    continue
+                if msg.offset() < ends[msg.partition()]:
+                    out.append((msg.partition(), msg.offset(), msg.key(), msg.value(),
+                                dict(msg.headers() or [])))
+            if progress is not None and batch:
+                progress(len(batch))
+            positions = consumer.position([TopicPartition(topic, p) for p in todo])
+            todo -= {tp.partition for tp in positions if tp.offset >= ends[tp.partition]}
+    finally:
+        consumer.close()
+    return out
+
+
+def records_from_messages(tenant_id: str, messages: Iterable[Message], loaded: Loaded) -> None:
+    for partition, offset, _, value, _ in messages:
+        try:
+            loaded.records.append(decode_ledger(value or b""))
+        except AgentTrailError as exc:
+            loaded.failures.append(AuditFailure("source", "undecodable_ledger_record", tenant_id, None, None,
+                                                "a ledger record", str(exc), f"partition {partition} offset {offset}"))
+
+
+def notes_from_values(tenant_id: str, values: Iterable[tuple[str, bytes]], loaded: Loaded) -> None:
+    """Checkpoints and anchors of `tenant_id` from (kind, note bytes) in log order; purge commands skipped."""
+    for kind, value in values:
+        if kind == "purge" or value.lstrip().startswith(b"{"):
+            continue
+        try:
+            note = parse_note(value)
+        except AgentTrailError as exc:
+            loaded.failures.append(AuditFailure("checkpoint", "malformed_note", tenant_id, None, None,
+                                                "a signed checkpoint or anchor", str(exc)))
+            continue
+        if note.tenant != tenant_id:
+            loaded.failures.append(AuditFailure("checkpoint", "wrong_tenant", tenant_id, None, None,
+                                                tenant_id, note.tenant, "note filed under another tenant"))
+        elif isinstance(note, RetentionAnchor):
+            loaded.anchors.append(note)
+        else:
+            loaded.checkpoints.append(note)
+
+
+def load_from_kafka(bootstrap: str, tenant_id: str, *, session_id: str | None = None,
+                    progress: Callable[[int], None] | None = None) -> Loaded:
+    """The tenant's ledger records (optionally one session) and its checkpoints/anchors."""
+    validate_tenant_id(tenant_id)
+    loaded = Loaded()
+    records_from_messages(tenant_id, read_topic(bootstrap, ledger_topic(tenant_id), progress=progress), loaded)
+    if session_id is not None:
+        loaded.records = [r for r in loaded.records if r.envelope.session_id == session_id]
+    notes = sorted((p, o, k, v, h) for p, o, k, v, h in read_topic(bootstrap, CHECKPOINTS_TOPIC)
+                   if k == tenant_id.encode())
+    notes_from_values(tenant_id, ((h.get(KIND_HEADER, b"").decode(), v or b"") for _, _, _, v, h in notes),
+                      loaded)
+    return loaded
+
+
+# -- ClickHouse --------------------------------------------------------------------------------------
+EVENT_SELECT = (
+    "SELECT tenant_id, session_id, chain_index, event_id, agent_id, seq, toUnixTimestamp64Micro(ts), type, "
+    "payload, payload_sha256, attributes, key_id, signature, prev_hash, entry_hash, seq_gap, "
+    "source_partition, source_offset FROM {table} WHERE tenant_id = {{tenant:String}}"
+)
+
+
+def record_from_row(row: tuple[Any, ...]) -> LedgerRecord:
+    """The LedgerRecord an `events` row was written from (rows.event_row reversed)."""
+    (tenant, session, index, event_id, agent, seq, ts, type_, payload, payload_sha, attrs, key_id,
+     signature, prev_hash, entry_hash, seq_gap, src_partition, src_offset) = row
+    body = payload.encode("utf-8") if isinstance(payload, str) else bytes(payload)
+    env = Envelope(event_id, tenant, agent, session, int(seq), int(ts), type_, body, bytes.fromhex(payload_sha),
+                   dict(attrs), key_id, bytes.fromhex(signature))
+    return LedgerRecord(env, int(index), bytes.fromhex(prev_hash), bytes.fromhex(entry_hash), bool(seq_gap),
+                        int(src_partition), int(src_offset))
+
+
+def records_from_store(store: ClickHouseStore, tenant_id: str, session_id: str | None = None,
+                       table: str = "events", loaded: Loaded | None = None) -> Loaded:
+    validate_tenant_id(tenant_id)
+    loaded = loaded or Loaded()
+    sql = EVENT_SELECT.format(table=table)
+    params: dict[str, Any] = {"tenant": tenant_id}
+    if session_id is not None:
+        sql += " AND session_id = {session:String}"
+        params["session"] = session_id
+    for row in store.query_rows(sql, params):
+        try:
+            loaded.records.append(record_from_row(row))
+        except (ValueError, TypeError) as exc:
+            loaded.failures.append(AuditFailure("source", "unreadable_row", tenant_id, str(row[1]), int(row[2]),
+                                                "a row written by the sink", str(exc)))
+    return loaded
+
+
+def notes_from_store(store: ClickHouseStore, tenant_id: str, loaded: Loaded | None = None) -> Loaded:
+    loaded = loaded or Loaded()
+    rows = store.query_rows(
+        "SELECT raw_value FROM checkpoints FINAL WHERE tenant_id = {tenant:String} "
+        "ORDER BY kafka_partition, kafka_offset", {"tenant": validate_tenant_id(tenant_id)})
+    values = []
+    for (raw,) in rows:
+        try:
+            values.append(("", bytes.fromhex(raw)))
+        except ValueError:
+            loaded.failures.append(AuditFailure("checkpoint", "malformed_note", tenant_id, None, None,
+                                                "hex of the note", str(raw)[:40]))
+    notes_from_values(tenant_id, values, loaded)
+    return loaded
+
+
+def load_from_store(store: ClickHouseStore, tenant_id: str, session_id: str | None = None) -> Loaded:
+    loaded = records_from_store(store, tenant_id, session_id)
+    return notes_from_store(store, tenant_id, loaded)

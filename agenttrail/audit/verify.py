@@ -1,0 +1,316 @@
+"""The audit's pure core: ledger records, keys and signed notes in, an AuditReport out (no I/O).
+
+Records may come in any order and from any source (ledger topic, ClickHouse rows, a bundle): they
+are grouped by (tenant, session) and sorted by chain_index. For every session the chain is
+recomputed with `processors.chain.verify_chain` (same code as the pipeline), every payload that is
+not erased must hash to its `payload_sha256`, and every agent signature must verify with the key
+the registry says was valid for that tenant at the event's time. Checkpoints must be signed by a
+service key and chained; the latest checkpoint whose event count equals what is stored must have a
+Merkle root over exactly the recomputed session heads. Retention anchors must verify; a session
+named in an anchor may have been purged except for its `lesson` rows, which then verify one by one
+(their own prev_hash) and, for the last index, against the anchored head.
+
+For every failing (session, check) the first bad record is reported exactly; later ones are
+counted in `more`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from hashlib import sha256
+from typing import Protocol
+
+from agenttrail import crypto
+from agenttrail.audit.report import AuditFailure, AuditReport
+from agenttrail.errors import InvalidEvent, VerificationError
+from agenttrail.processors.chain import GENESIS, ChainState, verify_chain
+from agenttrail.processors.checkpoint import Checkpoint, RetentionAnchor, verify_anchor, verify_checkpoint
+from agenttrail.processors.service_key import NoteVerifier
+from agenttrail.schemas.envelope import signing_bytes
+from agenttrail.schemas.ledger import LedgerRecord
+
+Progress = Callable[[int], None]
+SessionKey = tuple[str, str]
+
+
+class KeyStatus(Protocol):
+    valid: bool
+    reason: str | None
+    public_key: bytes | None
+
+
+class KeyLookup(Protocol):
+    """What the audit needs of the registry view (agenttrail.control.view.RegistryView)."""
+
+    def agent_key(self, tenant_id: str, key_id: str, at_ts_micros: int,
+                  agent_id: str | None = None) -> KeyStatus: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StaticKey:
+    valid: bool
+    reason: str | None
+    public_key: bytes | None
+
+
+class StaticKeys:
+    """A KeyLookup over fixed keys: {(tenant, key_id): (agent_id, public key)}, valid at any time."""
+
+    def __init__(self, keys: dict[tuple[str, str], tuple[str, bytes]]) -> None:
+        self.keys = dict(keys)
+
+    def agent_key(self, tenant_id: str, key_id: str, at_ts_micros: int,
+                  agent_id: str | None = None) -> StaticKey:
+        found = self.keys.get((tenant_id, key_id))
+        if found is None or (agent_id is not None and found[0] != agent_id):
+            return StaticKey(False, "unknown_key", None)
+        return StaticKey(True, None, found[1])
+
+
+def service_verifiers(view: object) -> list[NoteVerifier]:
+    """The checkpoint verifiers published in the registry (view.service_public_keys())."""
+    listed = getattr(view, "service_public_keys", None)
+    keys = listed() if listed is not None else []
+    return [NoteVerifier.from_public_key(k.service, k.public_key) for k in keys]
+
+
+def group_sessions(records: Iterable[LedgerRecord],
+                   failures: list[AuditFailure]) -> dict[SessionKey, list[LedgerRecord]]:
+    """{(tenant, session): records sorted by chain_index}; identical copies collapse, differing
+    copies of one index are reported as `conflicting_records` (the first copy is kept)."""
+    by_session: dict[SessionKey, dict[int, LedgerRecord]] = {}
+    for rec in records:
+        env = rec.envelope
+        slot = by_session.setdefault((env.tenant_id, env.session_id), {})
+        seen = slot.get(rec.chain_index)
+        if seen is None:
+            slot[rec.chain_index] = rec
+        elif seen != rec:
+            failures.append(AuditFailure("chain", "conflicting_records", env.tenant_id, env.session_id,
+                                         rec.chain_index, seen.envelope.event_id, env.event_id,
+                                         "two different records claim this chain index"))
+    return {key: [slot[i] for i in sorted(slot)] for key, slot in by_session.items()}
+
+
+def _anchored_heads(anchors: Sequence[RetentionAnchor]) -> dict[SessionKey, ChainState]:
+    heads: dict[SessionKey, ChainState] = {}
+    for anchor in anchors:
+        for sid, length, head in anchor.heads:
+            known = heads.get((anchor.tenant, sid))
+            if known is None or known.index < length:
+                heads[(anchor.tenant, sid)] = ChainState(length, head)
+    return heads
+
+
+def _runs(entries: list[tuple[int, bytes, bytes, bytes]]) -> list[list[tuple[int, bytes, bytes, bytes]]]:
+    runs: list[list[tuple[int, bytes, bytes, bytes]]] = []
+    for entry in entries:
+        if runs and runs[-1][-1][0] + 1 == entry[0]:
+            runs[-1].append(entry)
+        else:
+            runs.append([entry])
+    return runs
+
+
+def _chain_failure(tenant: str, session: str, report: object) -> AuditFailure:
+    f = report.failure  # type: ignore[attr-defined]
+    return AuditFailure("chain", f.kind.value, tenant, session, f.chain_index, f.expected, f.actual,
+                        f"position {f.position} in the stored order")
+
+
+def check_session_chain(tenant: str, session: str, chain: list[LedgerRecord], anchored: ChainState | None,
+                        failures: list[AuditFailure]) -> tuple[list[bytes | None], ChainState]:
+    """Recompute one session's chain; returns (signing bytes per record, the head to certify)."""
+    signing: list[bytes | None] = []
+    entries: list[tuple[int, bytes, bytes, bytes]] = []
+    for rec in chain:
+        try:
+            message = signing_bytes(rec.envelope)
+        except InvalidEvent as exc:
+            failures.append(AuditFailure("chain", "malformed", tenant, session, rec.chain_index,
+                                         "a well-formed envelope", str(exc)))
+            signing.append(None)
+            continue
+        signing.append(message)
+        entries.append((rec.chain_index, rec.prev_hash, rec.entry_hash, message))
+    last = chain[-1]
+    stored_head = ChainState(last.chain_index + 1, last.entry_hash)
+    if anchored is None:
+        report = verify_chain(entries, GENESIS)
+        if not report.ok:
+            failures.append(_chain_failure(tenant, session, report))
+        return signing, stored_head
+    # A session under a retention anchor: what remains are runs (lessons after a purge, or all).
+    for run in _runs(entries):
+        start = anchored if run[0][0] == anchored.index else (GENESIS if run[0][0] == 0 else None)
+        report = verify_chain(run, start)
+        if not report.ok:
+            failures.append(_chain_failure(tenant, session, report))
+            break
+    at_cut = next((e for e in entries if e[0] == anchored.index - 1), None)
+    if at_cut is not None and at_cut[2] != anchored.head:
+        failures.append(AuditFailure("anchor", "head_mismatch", tenant, session, at_cut[0],
+                                     anchored.head.hex(), at_cut[2].hex(), "record at the anchored head"))
+    return signing, stored_head if stored_head.index > anchored.index else anchored
+
+
+def _first_per_session(found: list[AuditFailure]) -> list[AuditFailure]:
+    if len(found) <= 1:
+        return found
+    first = found[0]
+    return [AuditFailure(first.check, first.kind, first.tenant_id, first.session_id, first.chain_index,
+                         first.expected, first.actual, first.detail, len(found) - 1)]
+
+
+def check_payloads(tenant: str, session: str, chain: list[LedgerRecord]) -> list[AuditFailure]:
+    found = []
+    for rec in chain:
+        env = rec.envelope
+        if env.payload and sha256(env.payload).digest() != env.payload_sha256:
+            found.append(AuditFailure("payload", "payload_hash_mismatch", tenant, session, rec.chain_index,
+                                      env.payload_sha256.hex(), sha256(env.payload).hexdigest()))
+    return _first_per_session(found)
+
+
+def _public_key(keys: KeyLookup, rec: LedgerRecord) -> tuple[bytes | None, str | None]:
+    env = rec.envelope
+    status = keys.agent_key(env.tenant_id, env.key_id, env.ts, env.agent_id)
+    if status.valid and status.public_key is not None:
+        return status.public_key, None
+    if status.reason == "agent_revoked":  # revoked later: the events signed before still stand
+        info = getattr(keys, "agent", lambda *_: None)(env.tenant_id, env.agent_id)
+        revoked_at = getattr(info, "revoked_at", None)
+        if info is not None and info.key_id == env.key_id and revoked_at is not None and env.ts < revoked_at:
+            return info.public_key, None
+    return None, status.reason or "unknown_key"
+
+
+def check_signatures(tenant: str, session: str, chain: list[LedgerRecord], signing: list[bytes | None],
+                     keys: KeyLookup) -> tuple[int, list[AuditFailure]]:
+    found: list[AuditFailure] = []
+    checked = 0
+    for rec, message in zip(chain, signing, strict=True):
+        if message is None:
+            continue
+        env = rec.envelope
+        public, reason = _public_key(keys, rec)
+        checked += 1
+        if public is None:
+            found.append(AuditFailure("key", reason or "unknown_key", tenant, session, rec.chain_index,
+                                      "a key valid for this tenant at ts", f"{env.key_id} of {env.agent_id}",
+                                      f"ts {env.ts}"))
+        elif not crypto.verify(public, message, env.signature):
+            found.append(AuditFailure("signature", "bad_signature", tenant, session, rec.chain_index,
+                                      f"a valid Ed25519 signature by {env.key_id}", env.signature.hex()[:32] + "…"))
+    return checked, _first_per_session(found)
+
+
+def _note_failure(check: str, tenant: str, exc: VerificationError, note: object) -> AuditFailure:
+    where = exc.where
+    return AuditFailure(check, str(exc).replace(" ", "_"), tenant, None, None,
+                        str(where.get("expected", "")), str(where.get("actual", "")),
+                        f"{check} at time {getattr(note, 'time', '?')}")
+
+
+def check_notes(tenant: str, checkpoints: Sequence[Checkpoint], anchors: Sequence[RetentionAnchor],
+                verifiers: Sequence[NoteVerifier], heads: dict[str, tuple[int, bytes]] | None,
+                failures: list[AuditFailure], notes: list[str]) -> tuple[int, int]:
+    """Signatures and links of the tenant's checkpoints and anchors (in log order); with `heads`,
+    the latest checkpoint covering exactly the stored event count must certify those heads."""
+    previous: object = None
+    for cp in checkpoints:
+        try:
+            verify_checkpoint(cp, verifiers, previous=previous)  # type: ignore[arg-type]
+        except VerificationError as exc:
+            failures.append(_note_failure("checkpoint", tenant, exc, cp))
+        previous = cp
+    prev_anchor: object = None
+    for anchor in anchors:
+        try:
+            verify_anchor(anchor, verifiers, previous=prev_anchor)  # type: ignore[arg-type]
+        except VerificationError as exc:
+            failures.append(_note_failure("anchor", tenant, exc, anchor))
+        prev_anchor = anchor
+    if heads is None:
+        return len(checkpoints), len(anchors)
+    stored = sum(length for length, _ in heads.values())
+    matching = [cp for cp in checkpoints if cp.events == stored]
+    if matching:
+        cp = matching[-1]
+        try:
+            verify_checkpoint(cp, verifiers, expected_heads=heads)
+        except VerificationError as exc:
+            failures.append(_note_failure("checkpoint", tenant, exc, cp))
+    elif checkpoints and checkpoints[-1].events > stored:
+        latest = checkpoints[-1]
+        failures.append(AuditFailure("checkpoint", "records_missing", tenant, None, None,
+                                     f"{latest.events} events", f"{stored} events",
+                                     f"latest checkpoint at time {latest.time} covers more than is stored"))
+    elif checkpoints:
+        notes.append(f"{tenant}: {stored - checkpoints[-1].events} events are newer than the latest checkpoint")
+    else:
+        notes.append(f"{tenant}: no checkpoint to check the session heads against")
+    return len(checkpoints), len(anchors)
+
+
+def verify_records(
+    records: Iterable[LedgerRecord],
+    keys: KeyLookup | None,
+    *,
+    checkpoints: Sequence[Checkpoint] = (),
+    anchors: Sequence[RetentionAnchor] = (),
+    service_keys: Sequence[NoteVerifier] = (),
+    signatures: bool = True,
+    whole_tenant: bool = True,
+    tenant_id: str | None = None,
+    source: str = "records",
+    progress: Progress | None = None,
+) -> AuditReport:
+    """Verify everything; `whole_tenant=False` (a session filter) skips the checkpoint-root check."""
+    failures: list[AuditFailure] = []
+    notes: list[str] = []
+    t0 = time.perf_counter()
+    sessions = group_sessions(records, failures)
+    anchored = _anchored_heads(anchors)
+    chain_s = time.perf_counter() - t0
+    sig_s = 0.0
+    events = signed = 0
+    heads: dict[str, dict[str, tuple[int, bytes]]] = {}
+    for (tenant, session), chain in sorted(sessions.items()):
+        t1 = time.perf_counter()
+        signing, head = check_session_chain(tenant, session, chain, anchored.get((tenant, session)), failures)
+        failures.extend(check_payloads(tenant, session, chain))
+        heads.setdefault(tenant, {})[session] = (head.index, head.head)
+        t2 = time.perf_counter()
+        chain_s += t2 - t1
+        if signatures and keys is not None:
+            count, found = check_signatures(tenant, session, chain, signing, keys)
+            signed += count
+            failures.extend(found)
+            sig_s += time.perf_counter() - t2
+        events += len(chain)
+        if progress is not None:
+            progress(len(chain))
+    for (tenant, session), state in anchored.items():  # fully purged sessions keep their signed head
+        if whole_tenant and (tenant_id is None or tenant == tenant_id):
+            heads.setdefault(tenant, {}).setdefault(session, (state.index, state.head))
+    tenants = sorted({*heads, *(cp.tenant for cp in checkpoints), *(a.tenant for a in anchors)})
+    n_cp = n_anchor = 0
+    for tenant in tenants:
+        mine_cp = [cp for cp in checkpoints if cp.tenant == tenant]
+        mine_an = [a for a in anchors if a.tenant == tenant]
+        if not mine_cp and not mine_an and not whole_tenant:
+            continue
+        a, b = check_notes(tenant, mine_cp, mine_an, service_keys,
+                           heads.get(tenant, {}) if whole_tenant else None, failures, notes)
+        n_cp += a
+        n_anchor += b
+    if not signatures:
+        notes.append("agent signatures not checked (--no-signatures)")
+    return AuditReport(
+        tenant_id=tenant_id, source=source, sessions=len(sessions), events=events,
+        signatures_checked=signed, checkpoints_checked=n_cp, anchors_checked=n_anchor,
+        failures=tuple(failures), chain_seconds=chain_s, signature_seconds=sig_s, notes=tuple(notes),
+    )
