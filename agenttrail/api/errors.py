@@ -100,7 +100,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             if status == 503:
                 message = str(exc)
         else:
-            message = str(exc) if status != 401 else "missing or invalid API key"
+            # Never echo an id back: a 404 reads the same for a missing id and another tenant's.
+            message = {401: "missing or invalid API key", 404: "not found"}.get(status, str(exc))
         METRICS.inc("agenttrail_api_errors_total", help="API error responses", status=str(status))
         return error_response(status, code, message, headers)
     except web.HTTPException as exc:

@@ -60,7 +60,7 @@ VERIFY = obj(
     signatures=obj(checked=BOOL, valid=INT, invalid=array(STR), unknown_key=array(STR)),
 )
 HIT = obj(event_id=STR, session_id=STR, ts=INT, time=STR, type=STR, text=STR, score=NUM)
-RECALL = obj(query=STR, hits=array(HIT))
+RECALL = obj(hits=array(HIT))
 CHECKPOINT = obj(partition=INT, offset=INT, kafka_ts_ms=INT, note=STR, kind=nullable(STR),
                  tree_size=nullable(INT), root_hash=nullable(STR), time=nullable(INT))
 STATS = obj(**{"from": INT, "to": INT}, events=INT, sessions=INT, agents=INT,

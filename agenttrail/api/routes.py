@@ -117,7 +117,7 @@ async def verify_session(request: web.Request, p: Params) -> Any:
 
 async def recall(request: web.Request, p: Params) -> Any:
     hits = await run(request[REPO].recall, p["q"], p["k"], p["type"])
-    return {"query": p["q"], "hits": hits}
+    return {"hits": hits}
 
 
 async def checkpoints(request: web.Request, p: Params) -> Any:
