@@ -174,7 +174,7 @@ def check_payloads(tenant: str, session: str, chain: list[LedgerRecord]) -> list
     return _first_per_session(found)
 
 
-def _public_key(keys: KeyLookup, rec: LedgerRecord) -> tuple[bytes | None, str | None]:
+def public_key_for(keys: KeyLookup, rec: LedgerRecord) -> tuple[bytes | None, str | None]:
     env = rec.envelope
     status = keys.agent_key(env.tenant_id, env.key_id, env.ts, env.agent_id)
     if status.valid and status.public_key is not None:
@@ -195,7 +195,7 @@ def check_signatures(tenant: str, session: str, chain: list[LedgerRecord], signi
         if message is None:
             continue
         env = rec.envelope
-        public, reason = _public_key(keys, rec)
+        public, reason = public_key_for(keys, rec)
         checked += 1
         if public is None:
             found.append(AuditFailure("key", reason or "unknown_key", tenant, session, rec.chain_index,
