@@ -106,3 +106,15 @@ def group_lag(bootstrap: str, group_id: str, topics: Iterable[str]) -> int:
         return lag
     finally:
         consumer.close()
+
+
+def system_topic_specs(partitions: int, retention_days: int) -> list[TopicSpec]:
+    """The shared topics every process may write: dead letters, checkpoints, embeddings."""
+    from agenttrail.kafka.topics import CHECKPOINTS_TOPIC, DLQ_TOPIC, EMBEDDINGS_TOPIC
+
+    retention = str(retention_days * 86_400_000)
+    return [
+        TopicSpec(DLQ_TOPIC, partitions, {"retention.ms": retention}),
+        TopicSpec(CHECKPOINTS_TOPIC, partitions, {"retention.ms": "-1"}),  # signed history: kept
+        TopicSpec(EMBEDDINGS_TOPIC, partitions, {"retention.ms": retention}),
+    ]

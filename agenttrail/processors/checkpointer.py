@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
 from agenttrail.config import Settings
-from agenttrail.kafka.admin import TopicSpec, ensure_topics
 from agenttrail.kafka.clients import consumer_config, producer_config
 from agenttrail.kafka.topics import CHECKPOINTS_TOPIC, LEDGER_PATTERN, tenant_of_topic
 from agenttrail.metrics import METRICS
@@ -33,10 +32,6 @@ from agenttrail.schemas.ledger import decode_ledger
 logger = logging.getLogger(__name__)
 
 KIND_HEADER = "kind"
-
-
-def checkpoints_topic_spec(partitions: int) -> TopicSpec:
-    return TopicSpec(CHECKPOINTS_TOPIC, partitions, {"cleanup.policy": "delete", "retention.ms": "-1"})
 
 
 @dataclass(slots=True)
@@ -167,7 +162,6 @@ class Checkpointer:
 
     # -- loop ----------------------------------------------------------------------------------
     def run(self) -> None:
-        ensure_topics(self.bootstrap, [checkpoints_topic_spec(self.settings.partitions)])
         self.load_previous_notes()
         producer = Producer(producer_config(self.bootstrap))
         consumer = Consumer(consumer_config(self.bootstrap, f"agenttrail-checkpointer-{time.time_ns()}"))

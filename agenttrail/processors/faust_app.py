@@ -1,20 +1,25 @@
 """The Faust app of the worker: the embed agent, off the chaining path.
 
-It follows every tenant's ledger (pattern subscription), takes records in batches (size or time
+It follows the ledger topics of the tenants it is given, takes records in batches (size or time
 bound), embeds the text-bearing ones and produces `agenttrail.embeddings`. Faust runs it
 at-least-once; the LanceDB sink upserts on event_id, so a redelivery changes nothing.
+
+faust-streaming's aiokafka driver does not implement pattern subscriptions (its `subscribe` says
+"XXX pattern does not work"), so the worker passes the explicit list of ledger topics and builds
+a new app when the registry gains a tenant (`EmbedSupervisor` in runtime.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import faust
 
 from agenttrail.config import Settings
-from agenttrail.kafka.topics import EMBEDDINGS_TOPIC, LEDGER_PATTERN
+from agenttrail.kafka.topics import EMBEDDINGS_TOPIC
 from agenttrail.metrics import METRICS
 from agenttrail.processors.embed import embed_batch, encode_embedding
 from agenttrail.processors.embedder import Embedder
@@ -26,7 +31,8 @@ EMBED_BATCH = 64
 EMBED_WITHIN_S = 1.0
 
 
-def create_faust_app(settings: Settings, bootstrap: str, embedder: Embedder | None) -> faust.App:
+def create_faust_app(settings: Settings, bootstrap: str, embedder: Embedder | None,
+                     topics: Sequence[str] = ()) -> faust.App:
     app = faust.App(
         "agenttrail-embed",
         broker=f"kafka://{bootstrap}",
@@ -40,10 +46,9 @@ def create_faust_app(settings: Settings, bootstrap: str, embedder: Embedder | No
         broker_commit_every=1000,
         producer_compression_type="zstd",
     )
-    if embedder is None:
+    if embedder is None or not topics:
         return app
-    ledger = app.topic(pattern=LEDGER_PATTERN, key_type=bytes, value_type=bytes,
-                       key_serializer="raw", value_serializer="raw")
+    ledger = app.topic(*topics, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     embeddings = app.topic(EMBEDDINGS_TOPIC, key_type=bytes, value_type=bytes,
                            key_serializer="raw", value_serializer="raw", partitions=settings.partitions)
 

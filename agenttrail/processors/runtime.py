@@ -18,6 +18,8 @@ from pathlib import Path
 
 from agenttrail.config import Settings
 from agenttrail.control.service import Registry
+from agenttrail.kafka.admin import ensure_topics, system_topic_specs
+from agenttrail.kafka.topics import ledger_topic
 from agenttrail.metrics import METRICS
 from agenttrail.processors.chain_worker import ChainWorker, run_chain_worker
 from agenttrail.processors.checkpointer import Checkpointer
@@ -54,6 +56,7 @@ async def run_worker(settings: Settings, bootstrap: str, options: WorkerOptions,
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
             loop.add_signal_handler(sig, stop.set)
+    ensure_topics(bootstrap, system_topic_specs(settings.partitions, settings.retention_days))
     registry = Registry(settings, bootstrap).start()
     threads: list[tuple[object, threading.Thread]] = []
     with registry.read() as view:
@@ -69,19 +72,14 @@ async def run_worker(settings: Settings, bootstrap: str, options: WorkerOptions,
         thread = threading.Thread(target=_guard(cp.run), name="checkpointer", daemon=True)
         thread.start()
         threads.append((cp, thread))
-    app = None
-    if options.embed:
-        from agenttrail.processors.embedder import make_embedder
-        from agenttrail.processors.faust_app import create_faust_app
-
-        embedder = make_embedder(settings)
-        app = create_faust_app(settings, bootstrap, embedder)
-        await app.start()
+    embed = EmbedSupervisor(settings, bootstrap, registry) if options.embed else None
     logger.info("worker %s running (chain=%s checkpoints=%s embed=%s)", options.name, options.chain,
                 options.checkpoints, options.embed)
     try:
         while not stop.is_set():
             write_stats(settings, options.name)
+            if embed is not None:
+                await embed.refresh()
             if any(not t.is_alive() for _, t in threads):
                 logger.error("a worker stage stopped: shutting down")
                 break
@@ -90,8 +88,8 @@ async def run_worker(settings: Settings, bootstrap: str, options: WorkerOptions,
     finally:
         for stage, _ in threads:
             stage.stop()  # type: ignore[attr-defined]
-        if app is not None:
-            await app.stop()
+        if embed is not None:
+            await embed.stop()
         for _, thread in threads:
             await asyncio.to_thread(thread.join, 30)
         write_stats(settings, options.name)
@@ -106,3 +104,39 @@ def _guard(target: object) -> object:
             logger.exception("stage crashed")
 
     return run
+
+
+class EmbedSupervisor:
+    """Runs the Faust embed app over the ledger topics of every tenant the registry knows."""
+
+    def __init__(self, settings: Settings, bootstrap: str, registry: Registry) -> None:
+        from agenttrail.processors.embedder import make_embedder
+
+        self.settings = settings
+        self.bootstrap = bootstrap
+        self.registry = registry
+        self.embedder = make_embedder(settings)
+        self.topics: tuple[str, ...] = ()
+        self.app: object | None = None
+
+    def wanted(self) -> tuple[str, ...]:
+        with self.registry.read() as view:
+            return tuple(sorted(ledger_topic(t.tenant_id) for t in view.tenants()))
+
+    async def refresh(self) -> None:
+        from agenttrail.processors.faust_app import create_faust_app
+
+        topics = self.wanted()
+        if topics == self.topics:
+            return
+        await self.stop()
+        self.topics = topics
+        if topics:
+            logger.info("embed agent follows %d ledger topics", len(topics))
+            self.app = create_faust_app(self.settings, self.bootstrap, self.embedder, topics)
+            await self.app.start()  # type: ignore[attr-defined]
+
+    async def stop(self) -> None:
+        if self.app is not None:
+            await self.app.stop()  # type: ignore[attr-defined]
+            self.app = None
