@@ -181,15 +181,15 @@ def seed_world(store: ClickHouseStore, lance: LanceStore, sessions: int = 4) -> 
         for offset, rec in enumerate(records):
             sink.add_ledger(ledger_topic(tenant.tenant_id), 0, offset, rec)
         all_records += records
-        dead = {"reason": "bad_signature", "detail": f"{tenant.marker} detail", "tenant_topic":
-                f"agenttrail.{tenant.tenant_id}.events", "partition": 0, "offset": n, "ts": base,
-                "original_b64": "AAAA"}
-        sink.add(DLQ_TOPIC, 0, n, tenant.tenant_id.encode(), json.dumps(dead).encode())
-        signer = ServiceKey.generate(f"svc-{tenant.tenant_id}") if hasattr(ServiceKey, "generate") else None
-        if signer is not None:
-            heads = {tenant.session_ids[0]: (7, b"\x01" * 32)}
-            note = build_checkpoint(tenant.tenant_id, heads, None, base, signer).to_text()
-            sink.add(CHECKPOINTS_TOPIC, 0, n, tenant.tenant_id.encode(), note.encode(), base // 1000)
+        signer = ServiceKey.generate(f"svc-{tenant.tenant_id}")
+        for i in range(2):  # two dead letters and two checkpoints: enough for a second page
+            dead = {"reason": "bad_signature", "detail": f"{tenant.marker} detail {i}", "tenant_topic":
+                    f"agenttrail.{tenant.tenant_id}.events", "partition": 0, "offset": i, "ts": base + i,
+                    "original_b64": "AAAA"}
+            sink.add(DLQ_TOPIC, 0, 2 * n + i, tenant.tenant_id.encode(), json.dumps(dead).encode())
+            heads = {tenant.session_ids[i]: (7, bytes([i + 1]) * 32)}
+            note = build_checkpoint(tenant.tenant_id, heads, None, base + i, signer).to_text()
+            sink.add(CHECKPOINTS_TOPIC, 0, 2 * n + i, tenant.tenant_id.encode(), note.encode(), base // 1000 + i)
     # A tampered copy of one of A's sessions: a payload hash edited after the fact.
     a = tenants["alpha"]
     tampered = next(r for r in all_records if r.envelope.session_id == a.session_ids[-1] and r.chain_index == 2)
