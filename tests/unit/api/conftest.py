@@ -38,7 +38,8 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
 @pytest.fixture()
 def make_app(seeded: Seeded, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., web.Application]:
     def factory(**overrides: object) -> web.Application:
-        settings = Settings(home=tmp_path_factory.mktemp("home"), auth_disabled=bool(overrides.pop("auth_disabled", False)))
+        disabled = bool(overrides.pop("auth_disabled", False))
+        settings = Settings(home=tmp_path_factory.mktemp("home"), auth_disabled=disabled)
         options: dict[str, object] = {
             "store": seeded.store, "lance": seeded.lance, "embedder": seeded.world.embedder,
             "control": seeded.world.control, "cursor_key": b"k" * 32, "rate_per_s": 1000.0, "burst": 1000,

@@ -46,7 +46,7 @@ async def test_forged_and_foreign_cursors_are_400(make_app: Any, seeded: Any, ai
     world = seeded.world
     resp = await client.get("/api/events", params={"limit": "2"}, headers=auth(world))
     cursor = (await resp.json())["next_cursor"]
-    body, mac = cursor.split(".")
+    _, mac = cursor.split(".")
     edited = base64.urlsafe_b64encode(b'[9999999999999999,"zzz",0]').decode().rstrip("=") + "." + mac
     other_key = CursorCodec(b"z" * 32).encode("alpha", "events", [1, "s", 0])
     other_kind = CursorCodec(b"k" * 32).encode("alpha", "sessions", [1, "s"])
@@ -80,7 +80,8 @@ async def test_filters_narrow_the_events(make_app: Any, seeded: Any, aiohttp_cli
                                    headers=auth(world))).json()
     assert [(e["session_id"], e["type"], e["model"]) for e in page["events"]] == [(sid, "llm_call", "gpt-4o")]
     page = await (await client.get("/api/events", params={"text": "QUESTION NUMBER 2"}, headers=auth(world))).json()
-    assert len(page["events"]) == 1 and page["events"][0]["payload"]["text"].endswith("question number 2 about invoices")
+    assert len(page["events"]) == 1
+    assert page["events"][0]["payload"]["text"].endswith("question number 2 about invoices")
     page = await (await client.get("/api/events", params={"from": "2020-01-01", "to": "2020-01-02"},
                                    headers=auth(world))).json()
     assert page == {"events": [], "next_cursor": None}

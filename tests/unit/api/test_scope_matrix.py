@@ -1,4 +1,4 @@
-"""Route × scope matrix: each route answers only with its own scope or `*` (403 otherwise, 401 without
+"""Route x scope matrix: each route answers only with its own scope or `*` (403 otherwise, 401 without
 a valid key). The expectation is written out here, independently of agenttrail.api.scopes."""
 
 from __future__ import annotations
