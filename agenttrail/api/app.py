@@ -32,6 +32,9 @@ from agenttrail.sinks.lancedb import LanceStore
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
+# Long query strings (a 1,000-character recall query in 4-byte UTF-8 is ~12 KB escaped) must reach
+# the app, which answers them in JSON, instead of the parser's plain-text 400 at 8 KB.
+RUNNER_OPTIONS: dict[str, Any] = {"max_line_size": 65_536, "max_field_size": 16_384}
 CleanupCtx = Callable[[web.Application], AsyncIterator[None]]
 
 
