@@ -182,3 +182,19 @@ def test_an_empty_payload_does_not_skip_the_signature() -> None:
     env = valid()
     forged = resign(replace(env, payload_sha256=bytes(32), payload=b""), seeded_key("impostor"))
     assert reason_of(encode_envelope(forged), b"s-valid") == "bad_signature"
+
+
+def test_dead_letter_of_the_largest_event_fits_in_a_kafka_message() -> None:
+    """BUG (chain_worker.py `_handle`, the DlqRecord built from `value`): a rejected event near
+    `max_event_bytes` (default 900 kB) becomes a ~1.2 MB JSON dead letter (base64 grows it by 4/3),
+    over the producer's `message.max.bytes` (librdkafka default 1,000,000; broker 1 MB + 64 kB).
+    produce() raises MSG_SIZE_TOO_LARGE, the batch transaction aborts, `_recover` rebuilds and
+    retries the same batch forever: every partition of that worker is wedged. Fix: cap the original
+    kept in a dead letter (e.g. keep the first 256 kB and name the full length and SHA-256 in
+    `detail`), or cap `max_event_bytes` so that a full dead letter always fits."""
+    from agenttrail.processors.dlq import DlqRecord
+
+    limit = POLICY.max_event_bytes
+    original = b"\xc3\x01" + bytes(limit - 2)
+    letter = DlqRecord.from_invalid(InvalidEvent("bad_signature", "x"), "agenttrail.t.events", 0, 0, original, NOW)
+    assert len(letter.to_json()) <= 1_000_000
