@@ -183,8 +183,7 @@ class ChainWorker:
             if rec.seq_gap:
                 counts["agenttrail_seq_gaps_total"] = counts.get("agenttrail_seq_gaps_total", 0) + 1
             return
-        dlq = DlqRecord(reason=outcome.reason, detail=outcome.detail[:1000], tenant_topic=topic,
-                        partition=partition, offset=offset, ts=now, original=value or b"")
+        dlq = DlqRecord.rejection(outcome.reason, outcome.detail, topic, partition, offset, value, now)
         self._producer.produce(DLQ_TOPIC, key=tenant.encode(), value=dlq.to_json())
         self.metrics.inc("agenttrail_rejected_total", 1, help="events sent to the DLQ, by reason",
                          reason=outcome.reason)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 from dataclasses import dataclass
 
@@ -42,6 +43,7 @@ REASONS: frozenset[str] = frozenset(
     }
 )
 MAX_DETAIL_CHARS = 1_000
+MAX_ORIGINAL_BYTES = 256 * 1024  # base64 grows it by 4/3: far below Kafka's 1 MB
 _FIELDS = frozenset({"reason", "detail", "tenant_topic", "partition", "offset", "ts", "original_b64"})
 
 
@@ -89,15 +91,21 @@ class DlqRecord:
         now_micros: int,
     ) -> DlqRecord:
         """The dead letter for a rejection raised by verify (its reason must be in REASONS)."""
-        return cls(
-            reason=error.reason,
-            detail=str(error)[:MAX_DETAIL_CHARS],
-            tenant_topic=topic,
-            partition=partition,
-            offset=offset,
-            ts=now_micros,
-            original=bytes(original or b""),
-        )
+        return cls.rejection(error.reason, str(error), topic, partition, offset, original, now_micros)
+
+    @classmethod
+    def rejection(cls, reason: str, detail: str, topic: str, partition: int, offset: int,
+                  original: bytes | None, now_micros: int) -> DlqRecord:
+        """A dead letter that always fits in one Kafka message: an original over MAX_ORIGINAL_BYTES
+        is cut, and its full length and SHA-256 are named in the detail (the source offset stays)."""
+        raw = bytes(original or b"")
+        detail = detail[:MAX_DETAIL_CHARS]
+        if len(raw) > MAX_ORIGINAL_BYTES:
+            detail += (f" [original truncated to {MAX_ORIGINAL_BYTES} of {len(raw)} bytes; "
+                       f"sha256 {hashlib.sha256(raw).hexdigest()}]")
+            raw = raw[:MAX_ORIGINAL_BYTES]
+        return cls(reason=reason, detail=detail, tenant_topic=topic, partition=partition, offset=offset,
+                   ts=now_micros, original=raw)
 
     @property
     def tenant(self) -> str | None:
