@@ -177,10 +177,16 @@ class Registry:
     def sync(self, timeout: float = 30.0) -> None:
         """Catch up with everything written to the registry so far (by any process)."""
         probe = Consumer(consumer_config(self.bootstrap, "agenttrail-registry-probe"))
+        deadline = time.monotonic() + timeout
         try:
-            _, high = probe.get_watermark_offsets(TopicPartition(REGISTRY_TOPIC, 0), timeout=timeout)
-        except Exception as exc:
-            raise BrokerError(f"cannot read the registry at {self.bootstrap}: {exc}") from None
+            while True:  # a just-created topic can be unknown to the metadata for a moment
+                try:
+                    _, high = probe.get_watermark_offsets(TopicPartition(REGISTRY_TOPIC, 0), timeout=timeout)
+                    break
+                except Exception as exc:
+                    if time.monotonic() >= deadline:
+                        raise BrokerError(f"cannot read the registry at {self.bootstrap}: {exc}") from None
+                    time.sleep(0.2)
         finally:
             probe.close()
         if high > 0:
