@@ -120,9 +120,8 @@ def _chain_failure(tenant: str, session: str, report: object) -> AuditFailure:
                         f"position {f.position} in the stored order")
 
 
-def check_session_chain(tenant: str, session: str, chain: list[LedgerRecord], anchored: ChainState | None,
-                        failures: list[AuditFailure]) -> tuple[list[bytes | None], ChainState]:
-    """Recompute one session's chain; returns (signing bytes per record, the head to certify)."""
+def _signing_slow(tenant: str, session: str, chain: list[LedgerRecord], failures: list[AuditFailure]
+                  ) -> tuple[list[bytes | None], list[tuple[int, bytes, bytes, bytes]]]:
     signing: list[bytes | None] = []
     entries: list[tuple[int, bytes, bytes, bytes]] = []
     for rec in chain:
@@ -135,6 +134,18 @@ def check_session_chain(tenant: str, session: str, chain: list[LedgerRecord], an
             continue
         signing.append(message)
         entries.append((rec.chain_index, rec.prev_hash, rec.entry_hash, message))
+    return signing, entries
+
+
+def check_session_chain(tenant: str, session: str, chain: list[LedgerRecord], anchored: ChainState | None,
+                        failures: list[AuditFailure]) -> tuple[list[bytes | None], ChainState]:
+    """Recompute one session's chain; returns (signing bytes per record, the head to certify)."""
+    try:  # the fast path: every envelope well-formed
+        signing: list[bytes | None] = [signing_bytes(rec.envelope) for rec in chain]
+        entries = [(rec.chain_index, rec.prev_hash, rec.entry_hash, message)
+                   for rec, message in zip(chain, signing, strict=True)]
+    except InvalidEvent:
+        signing, entries = _signing_slow(tenant, session, chain, failures)
     last = chain[-1]
     stored_head = ChainState(last.chain_index + 1, last.entry_hash)
     if anchored is None:
@@ -165,13 +176,12 @@ def _first_per_session(found: list[AuditFailure]) -> list[AuditFailure]:
 
 
 def check_payloads(tenant: str, session: str, chain: list[LedgerRecord]) -> list[AuditFailure]:
-    found = []
-    for rec in chain:
-        env = rec.envelope
-        if env.payload and sha256(env.payload).digest() != env.payload_sha256:
-            found.append(AuditFailure("payload", "payload_hash_mismatch", tenant, session, rec.chain_index,
-                                      env.payload_sha256.hex(), sha256(env.payload).hexdigest()))
-    return _first_per_session(found)
+    bad = [rec for rec in chain
+           if rec.envelope.payload and sha256(rec.envelope.payload).digest() != rec.envelope.payload_sha256]
+    return _first_per_session([
+        AuditFailure("payload", "payload_hash_mismatch", tenant, session, rec.chain_index,
+                     rec.envelope.payload_sha256.hex(), sha256(rec.envelope.payload).hexdigest())
+        for rec in bad])
 
 
 def public_key_for(keys: KeyLookup, rec: LedgerRecord) -> tuple[bytes | None, str | None]:
