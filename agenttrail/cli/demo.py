@@ -212,15 +212,18 @@ def _show_queries(stack: Any, keys: dict[str, str]) -> None:
 
 
 def _audit(stack: Any) -> bool:
-    from agenttrail.audit import audit_tenant_from_ledger
+    """Run `agenttrail audit verify` for each tenant exactly as an auditor would."""
+    import subprocess
+    import sys
 
     ok = True
-    rows = []
     for tenant in TENANTS:
-        report = audit_tenant_from_ledger(stack.settings, stack.bootstrap, tenant)
-        rows.append({"tenant": tenant, **report.summary(), "result": "OK" if report.ok else "FAILED"})
-        ok = ok and report.ok
-    emit(rows, as_json=False, title="agenttrail audit verify (ledger, signatures, checkpoints)")
+        console.rule(f"agenttrail audit verify --tenant {tenant} --source ledger")
+        proc = subprocess.run([sys.executable, "-m", "agenttrail.cli", "audit", "verify", "--tenant", tenant,
+                               "--source", "ledger"], env=stack.env(), check=False)
+        ok = ok and proc.returncode == 0
+        console.print(f"[{'green' if proc.returncode == 0 else 'red'}]audit verify {tenant}: "
+                      f"{'OK' if proc.returncode == 0 else 'FAILED'}[/]")
     return ok
 
 
@@ -228,4 +231,4 @@ def _show_try(stack: Any, keys: dict[str, str]) -> None:
     key = keys[TENANTS[0]]
     console.print("\nTry the API while it runs (it stops when the demo ends; `--keep` keeps the data):")
     for path in ("/api/sessions?limit=3", "/api/stats", "/api/recall?q=timeout"):
-        console.print(f"  curl -H 'Authorization: Bearer {key}' '{stack.api_url}{path}'", highlight=False)
+        console.print(f"  curl -H 'Authorization: Bearer {key}' '{stack.api_url}{path}'", highlight=False, soft_wrap=True)
