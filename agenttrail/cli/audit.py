@@ -192,7 +192,7 @@ def verify(
         else:
             loaded = load_from_store(store, tenant, session)
         _window(loaded, start, end)
-        with _progress("verifying", None, not as_json) as tick:
+        with _progress("verifying", len(loaded.records), not as_json) as tick:
             report = verify_records(loaded.records, view, checkpoints=loaded.checkpoints, anchors=loaded.anchors,
                                     service_keys=service_verifiers(view), signatures=signatures,
                                     whole_tenant=whole, tenant_id=tenant, source=source, progress=tick)

@@ -4,13 +4,16 @@ exactly the tampered row otherwise."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
+import pytest
 from audit_support import produce, wait_for_pipeline
 from pipeline_support import read_all, start_worker, stop_worker
 
 from agenttrail.audit.replay import replay_tenant
+from agenttrail.cli import main
 from agenttrail.config import Settings
 from agenttrail.control.provision import provision_tenant
 from agenttrail.control.service import Registry
@@ -22,7 +25,18 @@ from agenttrail.sinks.clickhouse.writer import ClickHouseSink
 EVENTS = 600
 
 
-def test_replay_clean_then_tampered(kafka_settings: Settings, tmp_path: Path) -> None:
+def cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, dict]:
+    """Run the CLI in this process (it shares this process's chDB engine) -> (exit code, JSON)."""
+    capsys.readouterr()
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_replay_clean_then_tampered(kafka_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
     bootstrap = kafka_settings.kafka_bootstrap or ""
     registry = Registry(kafka_settings, bootstrap).start()
     try:
@@ -46,6 +60,12 @@ def test_replay_clean_then_tampered(kafka_settings: Settings, tmp_path: Path) ->
         assert clean.ok, clean.failures
         assert (clean.events, clean.sessions) == (EVENTS, 6)
         assert clean.rows_compared == 2 * EVENTS  # rebuilt vs live, replay vs ledger
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setenv("AGENTTRAIL_KAFKA_BOOTSTRAP", bootstrap)
+        monkeypatch.setenv("AGENTTRAIL_HOME", str(kafka_settings.home))
+        monkeypatch.setenv("AGENTTRAIL_CLICKHOUSE_URL", url)
+        code, report = cli(["audit", "verify", "--tenant", tenant, "--json"], capsys)  # ledger + compare
+        assert (code, report["ok"], report["rows_compared"], report["events"]) == (0, True, EVENTS, EVENTS)
 
         live.command("ALTER TABLE events UPDATE payload = replaceOne(payload, 'm', 'M') "
                      "WHERE tenant_id = {t:String} AND session_id = 's-004' AND chain_index = 42 "
@@ -57,6 +77,14 @@ def test_replay_clean_then_tampered(kafka_settings: Settings, tmp_path: Path) ->
         assert (f.check, f.kind, f.tenant_id, f.session_id, f.chain_index) == \
             ("replay", "row_differs", tenant, "s-004", 42)
         assert "payload" in f.detail
+        code, report = cli(["audit", "verify", "--tenant", tenant, "--json"], capsys)
+        assert code == 1
+        assert [(f["check"], f["kind"], f["session_id"], f["chain_index"]) for f in report["failures"]] == \
+            [("compare", "row_differs", "s-004", 42)]
+        code, report = cli(["audit", "verify", "--tenant", tenant, "--source", "clickhouse", "--json"], capsys)
+        assert code == 1
+        assert [(f["check"], f["session_id"], f["chain_index"]) for f in report["failures"]] == \
+            [("payload", "s-004", 42)]
         assert not [name for (name,) in live.query_rows("SHOW DATABASES") if name.startswith("replay_")]
     finally:
         registry.close()

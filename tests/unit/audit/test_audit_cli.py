@@ -43,3 +43,44 @@ def test_verify_bundle_exit_codes(tmp_path: Path, bundle: dict, capsys: pytest.C
 
     assert run(["audit", "verify-bundle", str(tmp_path / "missing.json")]) == 2
     assert run(["audit", "verify-bundle", str(good), "--service-key", "garbage"]) == 2
+
+
+def test_verify_through_the_api_when_serve_owns_the_store() -> None:
+    import http.server
+    import threading
+
+    from agenttrail.audit.bench import synthetic_dataset
+    from agenttrail.audit.verify import verify_records
+    from agenttrail.cli.audit import AuditUsageError, _via_api
+    from agenttrail.config import Settings
+
+    data = synthetic_dataset(50, tenant_id="cli", sessions=2, agents=1)
+    records = [r for r in data.records if not (r.envelope.session_id == "s-00001" and r.chain_index == 3)]
+    served = verify_records(records, data.keys, tenant_id="cli").to_json()
+    seen: list[tuple[str, str | None]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append((self.path, self.headers.get("Authorization")))
+            body = json.dumps(served).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings = Settings(api_port=server.server_address[1])
+        report = _via_api(settings, "s-00001", "at_live_x")
+        assert seen == [("/api/audit/verify?session=s-00001", "Bearer at_live_x")]
+        assert not report.ok
+        [f] = report.failures
+        assert (f.check, f.kind, f.session_id, f.chain_index) == ("chain", "index_gap", "s-00001", 4)
+        with pytest.raises(AuditUsageError):
+            _via_api(settings, None, None)
+    finally:
+        server.shutdown()
