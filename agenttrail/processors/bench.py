@@ -1,0 +1,182 @@
+"""``bench_pipeline``: verified+chained events/s per worker beside raw Ed25519 verify/s on one core.
+
+The run provisions a fresh tenant, pre-produces signed events into its events topic, then starts
+``workers`` worker subprocesses (``agenttrail worker --no-embed --no-checkpoints``, so each has its
+own interpreter and core) and watches the tenant's ledger with a ``read_committed`` consumer until
+every event is committed there. Raw verify/s is measured in this process on one core, in the same
+run, over signing bytes of the same events.
+
+Reported rates:
+- ``wall_s``: worker start to the last ledger record committed (includes the interpreter start,
+  the group join and the ledger rebuild of every tenant partition the workers are assigned).
+- ``steady_s`` / ``events_per_s``: first to last ledger record committed (the processing rate).
+- ``events_per_s_per_worker`` = ``events_per_s / workers``; ``ratio`` = that / ``raw_verify_per_s``.
+
+The workers join the shared chain consumer group: run the bench on a cluster where no other
+worker is running, or the partitions (and the rate) are shared with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from agenttrail import crypto
+from agenttrail.config import Settings
+from agenttrail.control.provision import ProvisionedAgent, provision_tenant
+from agenttrail.control.service import Registry
+from agenttrail.errors import BrokerError
+from agenttrail.kafka.clients import consumer_config
+from agenttrail.kafka.topics import events_topic, ledger_topic
+from agenttrail.producers.client import AgentClient
+from agenttrail.producers.producer import EventProducer
+from agenttrail.schemas.envelope import signing_bytes
+
+logger = logging.getLogger(__name__)
+
+SESSIONS = 200
+
+
+def _rate(count: int, seconds: float) -> float:
+    return round(count / seconds, 1) if seconds > 0 else 0.0
+
+
+def raw_verify_rate(seconds: float = 2.0, message: bytes | None = None) -> float:
+    """Ed25519 verifications per second on the calling thread (one core)."""
+    key = crypto.SigningKey.generate()
+    message = message if message is not None else os.urandom(250)
+    signature = key.sign(message)
+    n, start = 0, time.perf_counter()
+    deadline = start + seconds
+    while time.perf_counter() < deadline:
+        for _ in range(200):
+            if not crypto.verify(key.public_key, message, signature):
+                raise AssertionError("Ed25519 verify failed in the benchmark")
+        n += 200
+    return _rate(n, time.perf_counter() - start)
+
+
+def produce_events(bootstrap: str, agents: Sequence[ProvisionedAgent], events: int,
+                   sessions: int = SESSIONS) -> bytes:
+    """Sign and produce ``events`` events over ``sessions`` sessions; returns one event's signing bytes."""
+    producer = EventProducer(bootstrap)
+    clients = [AgentClient(bootstrap, a.tenant_id, a.agent_id, a.key_id, a.key, producer=producer) for a in agents]
+    seqs = [0] * sessions
+    sample = b""
+    try:
+        for i in range(events):
+            s = i % sessions
+            env = clients[s % len(clients)].send(f"bench-s{s}", seqs[s], "llm_call",
+                                                 {"model": "gpt-4o", "tokens_in": 800 + i % 97, "tokens_out": 120,
+                                                  "cost_usd": 0.0032, "latency_ms": 640.0})
+            seqs[s] += 1
+            if not sample:
+                sample = signing_bytes(env)
+        left = producer.flush(120)
+    finally:
+        producer.close(30)
+    if left:
+        raise BrokerError(f"{left} benchmark events were not acknowledged")
+    return sample
+
+
+def _start_worker(bootstrap: str, home: Path, name: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "AGENTTRAIL_KAFKA_BOOTSTRAP": bootstrap, "AGENTTRAIL_HOME": str(home)}
+    log = open(home / f"worker-{name}.log", "ab")  # noqa: SIM115 - the child owns it
+    return subprocess.Popen(
+        [sys.executable, "-m", "agenttrail.cli", "worker", "--name", name, "--no-embed", "--no-checkpoints"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def watch_ledger(bootstrap: str, topic: str, expect: int, timeout: float,
+                 procs: Sequence[subprocess.Popen[bytes]] = ()) -> tuple[float, float]:
+    """Monotonic times of the first and the ``expect``-th committed ledger record of ``topic``."""
+    consumer = Consumer(consumer_config(bootstrap, f"bench-watch-{uuid.uuid4().hex[:8]}"))
+    try:
+        md = consumer.list_topics(topic, timeout=30)
+        parts = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in md.topics[topic].partitions]
+        consumer.assign(parts)
+        seen, first = 0, 0.0
+        deadline = time.monotonic() + timeout
+        while seen < expect:
+            if time.monotonic() > deadline:
+                raise BrokerError(f"benchmark: only {seen} of {expect} events chained in {timeout:.0f}s")
+            if any(p.poll() is not None for p in procs):
+                raise BrokerError("benchmark: a worker exited (see its log)")
+            for msg in consumer.consume(10_000, 0.2):
+                err = msg.error()
+                if err is not None:
+                    if err.code() != KafkaError._PARTITION_EOF:
+                        raise BrokerError(f"benchmark: reading {topic}: {err.str()}")
+                    continue
+                if not seen:
+                    first = time.monotonic()
+                seen += 1
+        return first, time.monotonic()
+    finally:
+        consumer.close()
+
+
+def bench_pipeline(bootstrap: str, events: int = 50_000, workers: int = 1, *, settings: Settings | None = None,
+                   verify_seconds: float = 2.0, timeout: float = 600.0) -> dict[str, Any]:
+    """Verified+chained events/s per worker next to raw Ed25519 verify/s on one core, same run."""
+    if events < 1 or workers < 1:
+        raise ValueError("bench_pipeline needs events >= 1 and workers >= 1")
+    with tempfile.TemporaryDirectory(prefix="agenttrail-bench-") as tmp:
+        home = Path(tmp)
+        base = settings or Settings()
+        cfg = replace(base, home=home, kafka_bootstrap=bootstrap)
+        tenant = f"bench-{uuid.uuid4().hex[:8]}"
+        with Registry(cfg, bootstrap).start() as registry:
+            agents = provision_tenant(registry, tenant, 4)
+        t0 = time.perf_counter()
+        sample = produce_events(bootstrap, agents, events)
+        produce_s = time.perf_counter() - t0
+        raw = raw_verify_rate(verify_seconds, sample)
+        started = time.monotonic()
+        procs = [_start_worker(bootstrap, home, f"bench-{uuid.uuid4().hex[:6]}-{i}") for i in range(workers)]
+        try:
+            first, last = watch_ledger(bootstrap, ledger_topic(tenant), events, timeout, procs)
+        finally:
+            for proc in procs:
+                _stop(proc)
+    steady = max(last - first, 1e-6)
+    rate = _rate(events, steady)
+    per_worker = round(rate / workers, 1)
+    result = {
+        "events": events, "workers": workers, "tenant": tenant, "topic": events_topic(tenant),
+        "produce_s": round(produce_s, 2), "wall_s": round(last - started, 2), "steady_s": round(steady, 2),
+        "events_per_s": rate, "events_per_s_per_worker": per_worker,
+        "wall_events_per_s_per_worker": round(_rate(events, last - started) / workers, 1),
+        "raw_verify_per_s": raw, "ratio": round(per_worker / raw, 3) if raw else 0.0,
+    }
+    logger.info("bench_pipeline: %s", result)
+    return result
+
+
+def bench_e2e(bootstrap: str, events: int = 50_000, worker_counts: Sequence[int] = (1, 2), *,
+              settings: Settings | None = None) -> list[dict[str, Any]]:
+    """``bench_pipeline`` once per worker count (a fresh tenant each time)."""
+    return [bench_pipeline(bootstrap, events, n, settings=settings) for n in worker_counts]
