@@ -47,7 +47,7 @@ def demo(
         console.print(f"injected {bad} bad events (forged key, broken signature, garbage bytes) for the DLQ")
         _drain(stack, keys, report.acknowledged + bad)
         _show_queries(stack, keys)
-        ok = _audit(stack)
+        ok = _audit(stack, keys)
         _show_try(stack, keys)
     finally:
         with console.status("stopping every process the demo started…"):
@@ -211,19 +211,22 @@ def _show_queries(stack: Any, keys: dict[str, str]) -> None:
           for h in hits], as_json=False, title=f"{TENANTS[0]}: recall \u201c{query}\u201d")
 
 
-def _audit(stack: Any) -> bool:
-    """Run `agenttrail audit verify` for each tenant exactly as an auditor would."""
+def _audit(stack: Any, keys: dict[str, str]) -> bool:
+    """Run `agenttrail audit verify` for each tenant exactly as an auditor would: over the ledger
+    topic, and over ClickHouse through the serving process's API (it owns the embedded store)."""
     import subprocess
     import sys
 
     ok = True
     for tenant in TENANTS:
-        console.rule(f"agenttrail audit verify --tenant {tenant} --source ledger")
-        proc = subprocess.run([sys.executable, "-m", "agenttrail.cli", "audit", "verify", "--tenant", tenant,
-                               "--source", "ledger"], env=stack.env(), check=False)
-        ok = ok and proc.returncode == 0
-        console.print(f"[{'green' if proc.returncode == 0 else 'red'}]audit verify {tenant}: "
-                      f"{'OK' if proc.returncode == 0 else 'FAILED'}[/]")
+        for extra in (["--source", "ledger", "--no-compare"], ["--source", "clickhouse", "--api-key", keys[tenant]]):
+            shown = " ".join(extra[:2])
+            console.rule(f"agenttrail audit verify --tenant {tenant} {shown}")
+            proc = subprocess.run([sys.executable, "-m", "agenttrail.cli", "audit", "verify", "--tenant", tenant,
+                                   *extra], env=stack.env(), check=False)
+            ok = ok and proc.returncode == 0
+            console.print(f"[{'green' if proc.returncode == 0 else 'red'}]audit verify {tenant} {shown}: "
+                          f"{'OK' if proc.returncode == 0 else 'FAILED'}[/]")
     return ok
 
 
