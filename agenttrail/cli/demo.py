@@ -234,4 +234,5 @@ def _show_try(stack: Any, keys: dict[str, str]) -> None:
     key = keys[TENANTS[0]]
     console.print("\nTry the API while it runs (it stops when the demo ends; `--keep` keeps the data):")
     for path in ("/api/sessions?limit=3", "/api/stats", "/api/recall?q=timeout"):
-        console.print(f"  curl -H 'Authorization: Bearer {key}' '{stack.api_url}{path}'", highlight=False, soft_wrap=True)
+        line = f"  curl -H 'Authorization: Bearer {key}' '{stack.api_url}{path}'"
+        console.print(line, highlight=False, soft_wrap=True)
