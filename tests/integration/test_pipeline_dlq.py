@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from corpus.build import build_corpus, valid_event
+from corpus.build import build_corpus, poison_cases, valid_event
 from corpus_support import RawProducer, chains_of, provision_world, read_dlq
 from pipeline_support import ledger_records, read_all, start_worker, stop_worker
 
@@ -33,11 +33,11 @@ def registry(kafka_settings: Settings) -> Iterator[Registry]:
 def test_corpus_lands_in_the_dlq_and_valid_events_are_chained(kafka_settings: Settings, registry: Registry,
                                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bootstrap = kafka_settings.kafka_bootstrap or ""
-    # A small event limit: a dead letter carries the original bytes in base64, and one of a
-    # near-limit 900 kB event does not fit in a Kafka message (see test_dead_letter_of_the_largest_event_fits).
+    # A small event limit keeps the oversize cases small (dead letters cut originals over 256 KiB,
+    # which the byte-for-byte comparison below does not expect).
     monkeypatch.setenv("AGENTTRAIL_MAX_EVENT_BYTES", str(MAX_EVENT_BYTES))
     world = replace(provision_world(registry, uuid.uuid4().hex[:6]), max_event_bytes=MAX_EVENT_BYTES)
-    corpus = build_corpus(world)
+    corpus = build_corpus(world) + poison_cases(world)
     assert len(corpus) >= 30
 
     # valid sessions in tenants A and B, one event of them after every bad input

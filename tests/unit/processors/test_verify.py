@@ -80,9 +80,8 @@ def test_every_reason_code_is_reachable() -> None:
 
 @pytest.mark.parametrize("case", poison_cases(WORLD), ids=lambda c: c.name)
 def test_poison_payload_is_rejected_not_raised(case: Case) -> None:
-    """BUG (verify.py `_check_canonical`): json.loads raises RecursionError on deep nesting, which is
-    not a ValueError, so it escapes verify_event and SessionTable.process and kills the chain thread;
-    after a restart the same message kills it again. Fix: also catch RecursionError there."""
+    """Regression: json.loads raises RecursionError on deep nesting (not a ValueError); it used to
+    escape verify_event and SessionTable.process and kill the chain thread on every restart."""
     assert run_case(case) == case.reason
 
 
@@ -185,16 +184,13 @@ def test_an_empty_payload_does_not_skip_the_signature() -> None:
 
 
 def test_dead_letter_of_the_largest_event_fits_in_a_kafka_message() -> None:
-    """BUG (chain_worker.py `_handle`, the DlqRecord built from `value`): a rejected event near
-    `max_event_bytes` (default 900 kB) becomes a ~1.2 MB JSON dead letter (base64 grows it by 4/3),
-    over the producer's `message.max.bytes` (librdkafka default 1,000,000; broker 1 MB + 64 kB).
-    produce() raises MSG_SIZE_TOO_LARGE, the batch transaction aborts, `_recover` rebuilds and
-    retries the same batch forever: every partition of that worker is wedged. Fix: cap the original
-    kept in a dead letter (e.g. keep the first 256 kB and name the full length and SHA-256 in
-    `detail`), or cap `max_event_bytes` so that a full dead letter always fits."""
+    """Regression: a rejected event near `max_event_bytes` (900 kB) made a ~1.2 MB JSON dead letter
+    (base64 grows it by 4/3), over the producer's `message.max.bytes` (1,000,000): the batch
+    transaction aborted and was retried forever, wedging every partition of the worker."""
     from agenttrail.processors.dlq import DlqRecord
 
     limit = POLICY.max_event_bytes
     original = b"\xc3\x01" + bytes(limit - 2)
     letter = DlqRecord.from_invalid(InvalidEvent("bad_signature", "x"), "agenttrail.t.events", 0, 0, original, NOW)
     assert len(letter.to_json()) <= 1_000_000
+    assert original.startswith(letter.original) and str(limit) in letter.detail
