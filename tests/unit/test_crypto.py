@@ -83,3 +83,29 @@ def test_as_signing_key_accepts_the_usual_forms() -> None:
     assert crypto.as_signing_key(key) is key
     with pytest.raises(TypeError):
         crypto.as_signing_key("seed")  # type: ignore[arg-type]
+
+
+def test_sodium_and_openssl_agree_on_valid_and_tampered_signatures() -> None:
+    """The hot path verifies with libsodium; it must accept and refuse exactly what OpenSSL does."""
+    import os
+
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from agenttrail import crypto as c
+
+    assert c._sodium_verify is not None, "PyNaCl is a dependency: the fast path must be active"
+    for i in range(200):
+        key = c.SigningKey.generate()
+        message = os.urandom(i % 97)
+        signature = key.sign(message)
+        if i % 2:
+            flipped = bytearray(signature)
+            flipped[i % 64] ^= 1 << (i % 8)
+            signature = bytes(flipped)
+        try:
+            Ed25519PublicKey.from_public_bytes(key.public_key).verify(signature, message)
+            openssl = True
+        except InvalidSignature:
+            openssl = False
+        assert c.verify(key.public_key, message, signature) is openssl
