@@ -103,10 +103,17 @@ def sign(private_key: SigningKey | Ed25519PrivateKey | bytes, message: bytes) ->
 # for honest signatures and stricter checks (canonical S, no small-order keys) for crafted ones.
 # `cryptography` stays for key generation, signing and key files.
 try:
-    from nacl.bindings import crypto_sign_verify_detached as _sodium_verify
+    from nacl.bindings import crypto_sign_open as _sodium_open
     from nacl.exceptions import BadSignatureError as _SodiumBad
+
+    def _sodium_verify(signature: bytes, message: bytes, public_key: bytes) -> bool:
+        try:
+            _sodium_open(signature + message, public_key)
+        except _SodiumBad:
+            return False
+        return True
 except ImportError:  # pragma: no cover - PyNaCl is a dependency; keep a working fallback
-    _sodium_verify = None
+    _sodium_verify = None  # type: ignore[assignment]
 
 
 @lru_cache(maxsize=65_536)
@@ -123,8 +130,8 @@ def verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
         return False
     if _sodium_verify is not None:
         try:
-            return bool(_sodium_verify(bytes(signature), message, bytes(public_key)))
-        except (_SodiumBad, ValueError, TypeError):
+            return _sodium_verify(bytes(signature), bytes(message), bytes(public_key))
+        except (ValueError, TypeError):
             return False
     key = _public_key(bytes(public_key))
     if key is None:
