@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 GROUP_ID = "agenttrail-chain"
 REBUILD_TIMEOUT_S = 120.0
+REGISTRY_SYNC_EVERY_S = 2.0
+REGISTRY_MISSES = frozenset({"unknown_agent", "unknown_key", "unknown_tenant"})
 
 
 def now_micros() -> int:
@@ -86,6 +88,7 @@ class ChainWorker:
         self.tables: dict[tuple[str, int], SessionTable] = {}
         self.on_registry_miss = on_registry_miss
         self._stop = threading.Event()
+        self._last_sync = 0.0
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
 
@@ -98,8 +101,11 @@ class ChainWorker:
             "transactional.id": f"agenttrail-chain-{self.name}",
             "transaction.timeout.ms": 30000, "linger.ms": 5}))
         producer.init_transactions(60)  # fences and aborts a previous incarnation's open transaction
+        # Static membership: a worker restarted under the same name takes its partitions back at
+        # once instead of the group waiting out the dead member's session.
         consumer = Consumer(consumer_config(self.bootstrap, GROUP_ID, **{
             "partition.assignment.strategy": "cooperative-sticky",
+            "group.instance.id": f"agenttrail-chain-{self.name}", "session.timeout.ms": 10000,
             "max.poll.interval.ms": 300000, "fetch.wait.max.ms": 50}))
         self._producer, self._consumer = producer, consumer
         consumer.subscribe([EVENTS_PATTERN], on_assign=self._on_assign, on_revoke=self._on_revoke,
@@ -169,10 +175,7 @@ class ChainWorker:
         if tenant is None or table is None:  # not ours (a revoke raced the batch): leave uncommitted
             raise KafkaException(KafkaError(KafkaError._STATE, f"{topic}[{partition}] is not assigned"))
         outcome = table.process(value, key, tenant, partition, offset, self.registry, self.policy, now)
-        if not isinstance(outcome, Chained) and outcome.reason in {"unknown_agent", "unknown_key",
-                                                                    "unknown_tenant"} \
-                and self.on_registry_miss is not None:
-            self.on_registry_miss()  # the registry may be behind a just-registered agent: catch up once
+        if not isinstance(outcome, Chained) and outcome.reason in REGISTRY_MISSES and self._catch_up():
             outcome = table.process(value, key, tenant, partition, offset, self.registry, self.policy, now)
         assert self._producer is not None
         if isinstance(outcome, Chained):
@@ -187,6 +190,20 @@ class ChainWorker:
         self._producer.produce(DLQ_TOPIC, key=tenant.encode(), value=dlq.to_json())
         self.metrics.inc("agenttrail_rejected_total", 1, help="events sent to the DLQ, by reason",
                          reason=outcome.reason)
+
+    def _catch_up(self) -> bool:
+        """The registry may be behind a just-registered agent or tenant: catch up, at most every
+        REGISTRY_SYNC_EVERY_S (a flood of unknown keys must not cost a sync each)."""
+        now = time.monotonic()
+        if self.on_registry_miss is None or now - self._last_sync < REGISTRY_SYNC_EVERY_S:
+            return False
+        self._last_sync = now
+        try:
+            self.on_registry_miss()
+        except AgentTrailError as exc:
+            logger.warning("registry catch-up failed: %s", exc)
+            return False
+        return True
 
     def _recover(self, exc: KafkaException) -> None:
         """A failed transaction: abort it, then rebuild state and positions from committed data."""

@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from agenttrail.config import Settings
 from agenttrail.kafka.clients import consumer_config, producer_config
@@ -65,8 +65,22 @@ class Checkpointer:
         return state
 
     # -- rebuild -------------------------------------------------------------------------------
-    def load_previous_notes(self) -> None:
-        """Continue each tenant's checkpoint and anchor chains from the checkpoints topic."""
+    def load_previous_notes(self, timeout: float = 60.0) -> None:
+        """Continue each tenant's checkpoint and anchor chains from the checkpoints topic.
+
+        A just-created topic can answer NOT_LEADER / UNKNOWN_PARTITION for a moment: retried."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._load_previous_notes()
+                return
+            except KafkaException as exc:
+                if time.monotonic() >= deadline or exc.args[0].fatal():
+                    raise
+                logger.info("checkpoints topic not ready (%s): retrying", exc.args[0].str())
+                time.sleep(0.5)
+
+    def _load_previous_notes(self) -> None:
         consumer = Consumer(consumer_config(self.bootstrap, "agenttrail-checkpointer-load",
                                             **{"enable.partition.eof": True}))
         try:

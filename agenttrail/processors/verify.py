@@ -79,9 +79,11 @@ def verify_event(value: bytes | None, key: bytes | None, topic_tenant: str, regi
     if not status.valid or status.public_key is None:
         reason = status.reason or "unknown_key"
         raise InvalidEvent(reason, f"agent {env.agent_id!r} key {env.key_id!r}")
-    if env.payload and crypto.sha256(env.payload) != env.payload_sha256:
+    if not env.payload:  # erasure happens later, in the stores; an event arrives with its payload
+        raise InvalidEvent("malformed", "empty payload")
+    if crypto.sha256(env.payload) != env.payload_sha256:
         raise InvalidEvent("payload_hash_mismatch", "payload does not hash to payload_sha256")
-    if env.payload and policy.check_canonical_payload:
+    if policy.check_canonical_payload:
         _check_canonical(env.payload)
     message = signing_bytes(env)
     if not crypto.verify(status.public_key, message, env.signature):

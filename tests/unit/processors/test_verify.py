@@ -177,10 +177,14 @@ def encode_envelope_loose(env: Envelope) -> bytes:
     return loose_encode(env)
 
 
-def test_an_empty_payload_does_not_skip_the_signature() -> None:
+def test_an_empty_payload_is_refused_at_ingestion() -> None:
+    """Erasure happens in the stores later; an event that arrives already 'erased' is refused,
+    forged or not, so it can never pass without its payload hash being checked."""
     env = valid()
     forged = resign(replace(env, payload_sha256=bytes(32), payload=b""), seeded_key("impostor"))
-    assert reason_of(encode_envelope(forged), b"s-valid") == "bad_signature"
+    assert reason_of(encode_envelope(forged), b"s-valid") == "malformed"
+    honest = resign(replace(env, payload=b""), seeded_key("agent"))
+    assert reason_of(encode_envelope(honest), b"s-valid") == "malformed"
 
 
 def test_dead_letter_of_the_largest_event_fits_in_a_kafka_message() -> None:
