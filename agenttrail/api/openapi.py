@@ -47,6 +47,11 @@ EVENT = obj(
     key_id=STR, signature=STR, prev_hash=STR, entry_hash=STR, seq_gap=BOOL,
     model=nullable(STR), tool=nullable(STR),
 )
+EVENT_SUMMARY = obj(
+    event_id=STR, session_id=STR, chain_index=INT, agent_id=STR, seq=INT, ts=INT, time=STR, type=STR,
+    payload=ANY, attributes={"type": "object", "additionalProperties": STR}, model=nullable(STR),
+    tool=nullable(STR),
+)
 _SESSION_BASE = dict(
     session_id=STR, agent_id=STR, started_at=STR, last_at=STR, started_ts=INT, last_ts=INT, events=INT,
     head_index=INT, head_hash=STR, llm_calls=INT, tool_calls=INT, errors=INT, ended=BOOL,

@@ -243,7 +243,7 @@ ROUTE_TABLE: tuple[Route, ...] = (
     Route("openapi", "GET", "/openapi.json", openapi, None, "This document", tag="service",
           response={"type": "object"}),
     Route("list_events", "GET", "/api/events", list_events, "events:read", "Events in a time range",
-          query=EVENT_FILTERS, response=oa.page("events", oa.EVENT)),
+          query=EVENT_FILTERS, response=oa.page("events", oa.EVENT_SUMMARY)),
     Route("get_event", "GET", "/api/events/{event_id}", get_event, "events:read", "One event",
           path_params=(Field("event_id", "string", pattern=ID),), response=oa.EVENT),
     Route("list_sessions", "GET", "/api/sessions", list_sessions, "sessions:read", "Sessions active in a range",

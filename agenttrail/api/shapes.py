@@ -38,6 +38,17 @@ def event(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def event_summary(row: dict[str, Any]) -> dict[str, Any]:
+    """An event as listings show it: no hashes or signature (see repository.SUMMARY_COLUMNS)."""
+    ts = int(row["ts_us"])
+    return {
+        "event_id": row["event_id"], "session_id": row["session_id"],
+        "chain_index": int(row["chain_index"]), "agent_id": row["agent_id"], "seq": int(row["seq"]),
+        "ts": ts, "time": iso(ts), "type": row["type"], "payload": payload_json(row["payload"]),
+        "attributes": dict(row["attributes"]), "model": row["model"] or None, "tool": row["tool"] or None,
+    }
+
+
 def session(row: dict[str, Any]) -> dict[str, Any]:
     started, last = int(row["started_us"]), int(row["last_us"])
     out = {
