@@ -76,6 +76,22 @@ class Page:
         return {name: self.items, "next_cursor": self.next_cursor}
 
 
+# public view name -> (ClickHouse view, newest-first order); names are never taken from the request
+ANALYST_VIEWS: dict[str, tuple[str, str]] = {
+    "tool_usage_per_hour": ("v_tool_usage_hourly", "hour DESC, calls DESC"),
+    "llm_cost_per_day": ("v_llm_daily", "day DESC, cost_usd DESC"),
+    "error_rate_per_agent": ("v_agent_errors", "day DESC, error_rate DESC"),
+    "agent_activity": ("v_agent_activity", "day DESC, events DESC"),
+    "session_summary": ("v_session_summary", "last_ts DESC"),
+}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, int | float | str | bool) or value is None:
+        return value
+    return str(value)
+
+
 class TenantRepository:
     def __init__(self, store: ClickHouseStore, lance: LanceStore | None, tenant_id: str, *,
                  cursors: CursorCodec, embedder: Embedder | None = None,
@@ -165,6 +181,17 @@ class TenantRepository:
         return self.events(lessons_only, limit, cursor, kind="lessons", shape=shapes.lesson,
                            columns="event_id, session_id, chain_index, agent_id, toUnixTimestamp64Micro(ts) AS ts_us, "
                                    "payload")
+
+    # ---- analyst views -----------------------------------------------------------------------
+    def view(self, name: str, limit: int) -> list[dict[str, Any]]:
+        """Rows of one analyst view (sinks/clickhouse/sql/004_views.sql), newest first."""
+        try:
+            table, order = ANALYST_VIEWS[name]
+        except KeyError:
+            raise BadRequest(f"unknown view; one of {', '.join(sorted(ANALYST_VIEWS))}") from None
+        rows = self._query(f"SELECT * FROM {table} WHERE tenant_id = {{tenant:String}} "
+                           f"ORDER BY {order} LIMIT {{limit:UInt32}}", {"limit": limit})
+        return [{k: _plain(v) for k, v in row.items() if k != "tenant_id"} for row in rows]
 
     # ---- sessions ----------------------------------------------------------------------------
     def sessions(self, time: TimeRange, limit: int, cursor: str | None = None, agent: str | None = None) -> Page:

@@ -18,7 +18,7 @@ from aiohttp import web
 from agenttrail.api import openapi as oa
 from agenttrail.api.errors import BadRequest, Unavailable
 from agenttrail.api.params import Field
-from agenttrail.api.repository import EventFilter, TimeRange
+from agenttrail.api.repository import ANALYST_VIEWS, EventFilter, TimeRange
 from agenttrail.api.shapes import b64_public_key
 from agenttrail.api.state import PRINCIPAL, REPO, ROUTES, SERVICES
 from agenttrail.control.records import SCOPES
@@ -122,6 +122,10 @@ async def recall(request: web.Request, p: Params) -> Any:
 
 async def checkpoints(request: web.Request, p: Params) -> Any:
     return (await run(request[REPO].checkpoints, p["limit"], p["cursor"])).to_json("checkpoints")
+
+
+async def analyst_view(request: web.Request, p: Params) -> Any:
+    return {"view": p["name"], "rows": await run(request[REPO].view, p["name"], p["limit"])}
 
 
 async def stats(request: web.Request, p: Params) -> Any:
@@ -264,6 +268,11 @@ ROUTE_TABLE: tuple[Route, ...] = (
           query=(LIMIT, CURSOR), response=oa.page("checkpoints", oa.CHECKPOINT)),
     Route("stats", "GET", "/api/stats", stats, "events:read", "Counts, tokens, cost in a time range",
           query=(FROM, TO), response=oa.STATS),
+    Route("analyst_view", "GET", "/api/views/{name}", analyst_view, "events:read",
+          "An analyst view (tool usage, LLM cost, error rate, agent activity, sessions), newest first",
+          path_params=(Field("name", "string", choices=tuple(sorted(ANALYST_VIEWS))),),
+          query=(Field("limit", "integer", minimum=1, maximum=1000, default=100),),
+          response=oa.obj(view={"type": "string"}, rows=oa.array({"type": "object"}))),
     Route("dlq", "GET", "/api/dlq", dead_letters, "audit:read", "Dead letters (default: last 7 days)",
           query=(FROM, TO, Field("reason", "string", pattern=r"^[a-z_]{1,64}$"),
                  Field("original", "boolean", default=False), LIMIT, CURSOR),

@@ -20,7 +20,10 @@ from agenttrail.api.state import ROUTES
 
 def b_path_values(world: Any) -> dict[str, list[str]]:
     b = world.b
-    return {"session_id": b.session_ids[:2], "event_id": b.event_ids[:3], "key_id": list(b.key_ids.values())[:3]}
+    from agenttrail.api.repository import ANALYST_VIEWS
+
+    return {"session_id": b.session_ids[:2], "event_id": b.event_ids[:3], "key_id": list(b.key_ids.values())[:3],
+            "name": sorted(ANALYST_VIEWS)}  # every analyst view: A's key must see only A's rows
 
 
 def b_query_values(world: Any, cursors: dict[str, str]) -> dict[str, list[str]]:

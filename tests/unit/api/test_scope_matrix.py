@@ -18,7 +18,8 @@ def expected_allowed(held: str, required: str) -> bool:
 def request_for(route: Any, world: Any) -> tuple[str, Any, dict[str, str]]:
     a = world.a
     path = (route.path.replace("{session_id}", a.session_ids[0]).replace("{event_id}", a.event_ids[0])
-            .replace("{key_id}", "ak_aaaaaaaaaaaaaaaa"))  # well-formed, unknown: allowed -> 404, never 403
+            .replace("{key_id}", "ak_aaaaaaaaaaaaaaaa")  # well-formed, unknown: allowed -> 404, never 403
+            .replace("{name}", "agent_activity"))
     body = None
     if route.body is not None:
         body = {"scopes": ["events:read"]} if any(f.name == "scopes" for f in route.body) else {}
