@@ -40,6 +40,15 @@ def kafka_bootstrap(request: pytest.FixtureRequest) -> str:
     return broker.bootstrap  # type: ignore[attr-defined]
 
 
+@pytest.fixture(scope="session")
+def chdb_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The one embedded ClickHouse path of this pytest process.
+
+    chDB is one engine per process and stays bound to the first path it opened (even after the
+    client is closed), so every in-process test shares this path and uses a database of its own."""
+    return f"chdb://{tmp_path_factory.mktemp('chdb')}"
+
+
 @pytest.fixture()
 def settings(tmp_path: Path) -> Settings:
     """Settings for one test: everything under tmp_path, no broker address yet."""

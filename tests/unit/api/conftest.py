@@ -25,9 +25,9 @@ class Seeded:
 
 
 @pytest.fixture(scope="package")
-def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
+def seeded(tmp_path_factory: pytest.TempPathFactory, chdb_url: str) -> Iterator[Seeded]:
     root = tmp_path_factory.mktemp("api")
-    store = open_store(f"chdb://{root / 'clickhouse'}", database="api")
+    store = open_store(chdb_url, database="api")
     lance = LanceStore(str(root / "lancedb"), dim=32)
     try:
         yield Seeded(store, lance, seed_world(store, lance))

@@ -3,9 +3,9 @@ by verify_tenant_from_store and located by the ledger-vs-ClickHouse comparison."
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -44,9 +44,8 @@ def data() -> Dataset:
 
 
 @pytest.fixture()
-def store(tmp_path_factory: pytest.TempPathFactory, data: Dataset) -> Iterator[ClickHouseStore]:
-    path: Path = tmp_path_factory.mktemp("ch-audit")
-    store = open_store(f"chdb://{path}", database=f"audit_{path.name.replace('-', '_')}")
+def store(chdb_url: str, data: Dataset) -> Iterator[ClickHouseStore]:
+    store = open_store(chdb_url, database=f"audit_{uuid.uuid4().hex[:12]}")
     store.insert("events", [event_row(r, r.source_partition, i, 36_500) for i, r in enumerate(data.records)],
                  EVENT_COLUMNS)
     note = data.checkpoint.to_text().encode()

@@ -23,8 +23,8 @@ def records() -> list[LedgerRecord]:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory, records: list[LedgerRecord]) -> Iterator[ClickHouseStore]:
-    store = open_store(f"chdb://{tmp_path_factory.mktemp('ch-purge')}", database="purge")
+def store(chdb_url: str, records: list[LedgerRecord]) -> Iterator[ClickHouseStore]:
+    store = open_store(chdb_url, database="purge")
     sink = ClickHouseSink(store, batch_rows=2_000, retention_days=36_500)
     for offset, rec in enumerate(records):
         sink.add_ledger("agenttrail.x.ledger", 0, offset, rec)

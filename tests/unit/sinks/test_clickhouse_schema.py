@@ -28,8 +28,8 @@ VIEWS = {"v_tool_usage_hourly", "v_llm_daily", "v_agent_errors", "v_agent_activi
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouseStore]:
-    store = ClickHouseStore(f"chdb://{tmp_path_factory.mktemp('ch-schema')}", database="schema_a")
+def store(chdb_url: str) -> Iterator[ClickHouseStore]:
+    store = ClickHouseStore(chdb_url, database="schema_a")
     yield store
     store.close()
 

@@ -10,7 +10,6 @@ import json
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
-from pathlib import Path
 
 import pytest
 
@@ -30,9 +29,8 @@ def records() -> list[LedgerRecord]:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory, records: list[LedgerRecord]) -> Iterator[ClickHouseStore]:
-    path: Path = tmp_path_factory.mktemp("ch-views")
-    store = open_store(f"chdb://{path}", database="views")
+def store(chdb_url: str, records: list[LedgerRecord]) -> Iterator[ClickHouseStore]:
+    store = open_store(chdb_url, database="views")
     sink = ClickHouseSink(store, batch_rows=7_000, max_age_s=1e9, retention_days=FOREVER)
     for offset, rec in enumerate(records):
         sink.add_ledger("agenttrail.all.ledger", 0, offset, rec)

@@ -100,8 +100,8 @@ def test_routes_topics_and_counts_undecodable(records: list[LedgerRecord]) -> No
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouseStore]:
-    store = open_store(f"chdb://{tmp_path_factory.mktemp('ch-writer')}", database="writer")
+def store(chdb_url: str) -> Iterator[ClickHouseStore]:
+    store = open_store(chdb_url, database="writer")
     yield store
     store.close()
 
