@@ -44,29 +44,42 @@ def policy_from(settings: Settings) -> VerifyPolicy:
                         clock_skew_micros=settings.clock_skew_seconds * 1_000_000)
 
 
-def read_ledger_partition(bootstrap: str, topic: str, partition: int,
-                          timeout: float = REBUILD_TIMEOUT_S) -> list[bytes]:
-    """Every committed record value of one ledger partition, from the beginning to the end."""
+def read_ledger_partitions(bootstrap: str, parts: list[tuple[str, int]],
+                           timeout: float = REBUILD_TIMEOUT_S) -> dict[tuple[str, int], list[bytes]]:
+    """Every committed record value of the given ledger partitions, from the beginning to the end.
+
+    One consumer reads them all (a worker that takes over many tenants rebuilds in one pass);
+    empty partitions are not even assigned."""
+    out: dict[tuple[str, int], list[bytes]] = {p: [] for p in parts}
+    if not parts:
+        return out
     consumer = Consumer(consumer_config(bootstrap, f"{GROUP_ID}-rebuild", **{"enable.partition.eof": True}))
-    values: list[bytes] = []
     try:
-        tp = TopicPartition(topic, partition)
-        low, high = consumer.get_watermark_offsets(tp, timeout=30)
-        if high <= low:
-            return values
-        consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING)])
+        ends: dict[tuple[str, int], int] = {}
+        for topic, partition in parts:
+            try:
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
+            except KafkaException as exc:
+                raise BrokerError(f"reading {topic}[{partition}]: {exc}") from None
+            if high > low:
+                ends[(topic, partition)] = high
+        if not ends:
+            return out
+        consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t, p in ends])
+        pending = set(ends)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while pending and time.monotonic() < deadline:
             for msg in consumer.consume(num_messages=10_000, timeout=0.5):
                 err = msg.error()
                 if err is None:
-                    values.append(msg.value())
+                    out[(msg.topic(), msg.partition())].append(msg.value())
                 elif err.code() != KafkaError._PARTITION_EOF:
-                    raise BrokerError(f"reading {topic}[{partition}]: {err.str()}")
-            position = consumer.position([TopicPartition(topic, partition)])[0].offset
-            if position >= high:
-                return values
-        raise BrokerError(f"rebuilding chain state from {topic}[{partition}] took over {timeout:.0f}s")
+                    raise BrokerError(f"reading {msg.topic()}[{msg.partition()}]: {err.str()}")
+            positions = consumer.position([TopicPartition(t, p) for t, p in pending])
+            pending -= {(tp.topic, tp.partition) for tp in positions if tp.offset >= ends[(tp.topic, tp.partition)]}
+        if pending:
+            raise BrokerError(f"rebuilding chain state from {len(pending)} ledger partitions took over {timeout:.0f}s")
+        return out
     finally:
         consumer.close()
 
@@ -124,16 +137,16 @@ class ChainWorker:
 
     # -- rebalance -----------------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        for tp in partitions:
-            tenant = tenant_of_topic(tp.topic)
-            if tenant is None:
-                continue
+        wanted = {(tp.topic, tp.partition): (ledger_topic(tenant), tp.partition)
+                  for tp in partitions if (tenant := tenant_of_topic(tp.topic)) is not None}
+        values = read_ledger_partitions(self.bootstrap, list(wanted.values()))
+        for source, ledger in wanted.items():
             table = SessionTable()
-            for value in read_ledger_partition(self.bootstrap, ledger_topic(tenant), tp.partition):
+            for value in values[ledger]:
                 table.absorb(decode_ledger(value))
-            self.tables[(tp.topic, tp.partition)] = table
-            logger.info("assigned %s[%d]: %d sessions rebuilt from the ledger", tp.topic, tp.partition,
-                        len(table))
+            self.tables[source] = table
+        logger.info("assigned %d partitions: %d sessions rebuilt from %d ledger records", len(wanted),
+                    sum(len(self.tables[s]) for s in wanted), sum(len(v) for v in values.values()))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:

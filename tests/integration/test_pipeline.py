@@ -8,7 +8,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from pipeline_support import ledger_records, read_all, start_worker, stop_worker
+from pipeline_support import ledger_records, read_all, start_worker, stop_worker, wait_until
 
 from agenttrail.config import Settings
 from agenttrail.control.provision import ProvisionedAgent, provision_tenant
@@ -69,9 +69,18 @@ def test_10k_events_50_sessions_3_tenants(kafka_settings: Settings, registry: Re
     tenants = [f"pipe-{tag}-{i}" for i in range(3)]
     agents = [a for t in tenants for a in provision_tenant(registry, t, 2)]
     sent = produce_mix(bootstrap, agents, sessions=50, events=10_000)
+    per_tenant = {t: sum(len(ids) for (tt, _), ids in sent.items() if tt == t) for t in tenants}
     worker = start_worker(bootstrap, tmp_path / "home")
     try:
         rows = read_all(bootstrap, [ledger_topic(t) for t in tenants], expect=10_000, timeout=240)
+
+        def covered() -> bool:  # the checkpointer (1 s interval) has signed every chained event
+            notes = [parse_note(v) for *_, k, v in read_all(bootstrap, [CHECKPOINTS_TOPIC], idle=0.5)
+                     if k is not None and k.decode() in tenants]
+            return all(any(n.kind == "checkpoint" and n.tenant == t and n.events == per_tenant[t] for n in notes)
+                       for t in tenants)
+
+        assert wait_until(covered, timeout=90, interval=1.0), "no checkpoint covers every chained event"
     finally:
         stop_worker(worker)
     records = ledger_records(rows)
