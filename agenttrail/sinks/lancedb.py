@@ -82,6 +82,13 @@ def _check_int(name: str, value: object) -> int:
     return int(value)
 
 
+def _quote(value: str) -> str:
+    """A SQL string literal for an identifier (quotes doubled; control characters refused)."""
+    if not isinstance(value, str) or not value or any(ord(c) < 32 for c in value) or "\\" in value:
+        raise InvalidQuery(f"unusable id in a filter: {value!r:.80}")
+    return "'" + value.replace("'", "''") + "'"
+
+
 def tenant_filter(
     tenant_id: str,
     types: Sequence[str] = (),
@@ -206,12 +213,19 @@ class LanceStore:
         self._table.optimize()
         self._unindexed_rows = 0
 
-    def purge(self, tenant_id: str, before_ts_micros: int, keep_types: Sequence[str] = ("lesson",)) -> int:
-        """Retention: delete a tenant's rows older than the cut, except `keep_types`; returns rows deleted."""
+    def purge(self, tenant_id: str, before_ts_micros: int, keep_types: Sequence[str] = ("lesson",),
+              session_ids: Sequence[str] | None = None) -> int:
+        """Retention: delete a tenant's rows older than the cut, except `keep_types` (and, when
+        given, only rows of `session_ids`: the whole sessions the checkpointer anchored)."""
         where = tenant_filter(tenant_id, ts_to=before_ts_micros, exclude_types=keep_types)
-        with self._write_lock:
-            result = self._table.delete(where)
-        deleted = int(getattr(result, "num_deleted_rows", 0))
+        ids = list(session_ids or ())
+        chunks = [[]] if session_ids is None else [ids[i:i + 500] for i in range(0, len(ids), 500)]
+        deleted = 0
+        for chunk in chunks:
+            clause = where if session_ids is None else f"{where} AND session_id IN ({', '.join(map(_quote, chunk))})"
+            with self._write_lock:
+                result = self._table.delete(clause)
+            deleted += int(getattr(result, "num_deleted_rows", 0))
         logger.info("purged %d rows of tenant %s before %d", deleted, tenant_id, before_ts_micros)
         return deleted
 

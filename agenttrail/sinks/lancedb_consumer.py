@@ -16,9 +16,10 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 from agenttrail.config import Settings
 from agenttrail.errors import AgentTrailError, ConfigError, InvalidEvent
 from agenttrail.kafka.clients import consumer_config
-from agenttrail.kafka.topics import EMBEDDINGS_TOPIC
+from agenttrail.kafka.topics import CHECKPOINTS_TOPIC, EMBEDDINGS_TOPIC
 from agenttrail.metrics import METRICS
 from agenttrail.processors.embed import EmbeddingRecord, decode_embedding
+from agenttrail.processors.retention import PurgeCommand
 from agenttrail.sinks.lancedb import LanceStore
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,11 @@ class LanceSinkRunner:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    def _maybe_purge(self, msg: Message) -> None:
+        command = _purge_command(msg)
+        if command is not None:  # idempotent: a replayed command deletes nothing more
+            self._lance.purge(command.tenant_id, command.before_ts_micros, command.keep_types, command.session_ids)
+
     def run(self, stop_event: threading.Event) -> None:
         while not stop_event.is_set():
             try:
@@ -74,13 +80,17 @@ class LanceSinkRunner:
 
     def _consume(self, stop_event: threading.Event) -> None:
         consumer = Consumer(consumer_config(self._bootstrap, self._group_id))
-        consumer.subscribe([EMBEDDINGS_TOPIC])
+        consumer.subscribe([EMBEDDINGS_TOPIC, CHECKPOINTS_TOPIC])  # checkpoints: retention purge commands
         try:
             while not stop_event.is_set():
                 messages = [m for m in consumer.consume(num_messages=self._batch, timeout=self._poll_timeout_s)
                             if _usable(m)]
                 if not messages:
                     continue
+                for m in messages:
+                    if m.topic() == CHECKPOINTS_TOPIC:
+                        self._maybe_purge(m)
+                messages = [m for m in messages if m.topic() == EMBEDDINGS_TOPIC]
                 records, bad = decode_values(m.value() for m in messages)
                 written = self._lance.upsert(records)
                 consumer.commit(asynchronous=False)
@@ -93,6 +103,17 @@ class LanceSinkRunner:
                 consumer.close()
             except KafkaException:  # pragma: no cover - closing a broken client
                 logger.debug("consumer close failed", exc_info=True)
+
+
+def _purge_command(msg: Message) -> PurgeCommand | None:
+    kind = dict(msg.headers() or []).get("kind", b"")
+    if kind != b"purge":
+        return None
+    try:
+        return PurgeCommand.from_json(msg.value())
+    except AgentTrailError as exc:
+        logger.error("unreadable purge command at offset %d: %s", msg.offset(), exc)
+        return None
 
 
 def _usable(msg: Message) -> bool:

@@ -20,8 +20,8 @@ def unit(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def rec(tenant: str, event_id: str, vector: np.ndarray, *, ts: int = 1_000, type: str = "message",
-        text: str = "t") -> EmbeddingRecord:
-    return EmbeddingRecord(tenant, event_id, "s1", ts, type, text, tuple(vector.tolist()), "test")
+        text: str = "t", session: str = "s1") -> EmbeddingRecord:
+    return EmbeddingRecord(tenant, event_id, session, ts, type, text, tuple(vector.tolist()), "test")
 
 
 @pytest.fixture()
@@ -151,6 +151,22 @@ def test_purge_keeps_lessons_newer_rows_and_other_tenants(store: LanceStore) -> 
     assert store.count("acme") == 0
     with pytest.raises(TenantError):
         store.purge("acme' OR '1'='1", before_ts_micros=1_000)
+
+
+def test_purge_of_named_sessions_leaves_other_sessions_whole(store: LanceStore) -> None:
+    rng = np.random.default_rng(7)
+    vs = unit(rng, 4)
+    store.upsert([
+        rec("acme", "a1", vs[0], ts=10, type="message", session="gone"),
+        rec("acme", "a2", vs[1], ts=20, type="lesson", session="gone"),
+        rec("acme", "b1", vs[2], ts=10, type="message", session="live"),
+        rec("acme", "c1", vs[3], ts=10, type="message", session="it's odd"),
+    ])
+    assert store.purge("acme", before_ts_micros=100, session_ids=["gone", "it's odd"]) == 2
+    left = sorted(h.event_id for h in store.search("acme", vs[0], k=10))
+    assert left == ["a2", "b1"]  # the lesson stays, the live session stays whole
+    with pytest.raises(InvalidQuery):
+        store.purge("acme", before_ts_micros=100, session_ids=["x\x00y"])
 
 
 def test_dimension_mismatch_is_a_config_error(tmp_path: Path) -> None:
