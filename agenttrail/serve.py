@@ -76,7 +76,28 @@ def build_app(settings: Settings, *, store: ClickHouseStore, lance: LanceStore |
             retention_days=retention_lookup(settings, registry))))
         if lance is not None:
             background.append(thread_context("lancedb sink", LanceSinkRunner(settings, lance, bootstrap=bootstrap)))
-    return create_app(settings, store=store, lance=lance, embedder=embedder, control=registry, background=background)
+    return create_app(settings, store=store, lance=lance, embedder=embedder, control=registry, background=background,
+                      cursor_key=cursor_key(settings))
+
+
+def cursor_key(settings: Settings) -> bytes:
+    """The HMAC key of pagination cursors, kept under the home (0600) so cursors survive a restart."""
+    import os
+    import secrets
+
+    path = settings.home / "cursor.key"
+    try:
+        key = path.read_bytes()
+        if len(key) == 32:
+            return key
+    except OSError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_bytes(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(key)
+    return key
 
 
 def open_embedder(settings: Settings) -> Embedder | None:
