@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from collections.abc import Iterable
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
@@ -13,10 +12,7 @@ from pipeline_support import read_all
 from agenttrail.control.service import Registry
 from agenttrail.kafka.clients import consumer_config, producer_config
 from agenttrail.kafka.topics import DLQ_TOPIC
-from agenttrail.processors.chain import verify_chain
 from agenttrail.processors.dlq import DlqRecord
-from agenttrail.schemas.envelope import signing_bytes
-from agenttrail.schemas.ledger import LedgerRecord
 
 Placed = tuple[int, int]  # (partition, offset)
 
@@ -88,22 +84,6 @@ def read_dlq(bootstrap: str, topics: Iterable[str], expect: int, timeout: float 
             break
         time.sleep(1)
     return found
-
-
-def chains_of(records: Iterable[LedgerRecord]) -> dict[tuple[str, str], list[LedgerRecord]]:
-    """Dedupe on (tenant, session, chain_index), assert no forks and that every chain verifies."""
-    by_session: dict[tuple[str, str], dict[int, LedgerRecord]] = defaultdict(dict)
-    for rec in records:
-        key = (rec.envelope.tenant_id, rec.envelope.session_id)
-        seen = by_session[key].get(rec.chain_index)
-        assert seen is None or seen == rec, f"fork: two different records at {key} index {rec.chain_index}"
-        by_session[key][rec.chain_index] = rec
-    chains = {k: [v[i] for i in sorted(v)] for k, v in by_session.items()}
-    for key, chain in chains.items():
-        report = verify_chain([(r.chain_index, r.prev_hash, r.entry_hash, signing_bytes(r.envelope))
-                               for r in chain])
-        assert report.ok, (key, report.failure)
-    return chains
 
 
 def committed_count(bootstrap: str, topics: Iterable[str]) -> int:

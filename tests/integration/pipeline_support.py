@@ -7,12 +7,15 @@ import signal
 import subprocess
 import sys
 import time
+from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from agenttrail.kafka.clients import consumer_config
+from agenttrail.processors.chain import verify_chain
+from agenttrail.schemas.envelope import signing_bytes
 from agenttrail.schemas.ledger import LedgerRecord, decode_ledger
 
 
@@ -90,3 +93,19 @@ def wait_until(predicate: object, timeout: float, interval: float = 0.5) -> bool
             return True
         time.sleep(interval)
     return False
+
+
+def chains_of(records: Iterable[LedgerRecord]) -> dict[tuple[str, str], list[LedgerRecord]]:
+    """Dedupe on (tenant, session, chain_index), assert no forks and that every chain verifies."""
+    by_session: dict[tuple[str, str], dict[int, LedgerRecord]] = defaultdict(dict)
+    for rec in records:
+        key = (rec.envelope.tenant_id, rec.envelope.session_id)
+        seen = by_session[key].get(rec.chain_index)
+        assert seen is None or seen == rec, f"fork: two different records at {key} index {rec.chain_index}"
+        by_session[key][rec.chain_index] = rec
+    chains = {k: [v[i] for i in sorted(v)] for k, v in by_session.items()}
+    for key, chain in chains.items():
+        report = verify_chain([(r.chain_index, r.prev_hash, r.entry_hash, signing_bytes(r.envelope))
+                               for r in chain])
+        assert report.ok, (key, report.failure)
+    return chains

@@ -8,18 +8,15 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from pipeline_support import ledger_records, read_all, start_worker, stop_worker, wait_until
+from pipeline_support import chains_of, ledger_records, read_all, start_worker, stop_worker, wait_until
 
 from agenttrail.config import Settings
 from agenttrail.control.provision import ProvisionedAgent, provision_tenant
 from agenttrail.control.service import Registry
 from agenttrail.kafka.topics import CHECKPOINTS_TOPIC, ledger_topic
-from agenttrail.processors.chain import verify_chain
 from agenttrail.processors.checkpoint import parse_note, verify_checkpoint
 from agenttrail.processors.service_key import NoteVerifier
 from agenttrail.producers.client import AgentClient
-from agenttrail.schemas.envelope import signing_bytes
-from agenttrail.schemas.ledger import LedgerRecord
 
 
 def produce_mix(bootstrap: str, agents: list[ProvisionedAgent], sessions: int, events: int,
@@ -39,21 +36,6 @@ def produce_mix(bootstrap: str, agents: list[ProvisionedAgent], sessions: int, e
     for client in clients.values():
         assert client.close(30) == 0
     return sent
-
-
-def check_chains(records: list[LedgerRecord]) -> dict[tuple[str, str], list[LedgerRecord]]:
-    by_session: dict[tuple[str, str], dict[int, LedgerRecord]] = defaultdict(dict)
-    for rec in records:
-        key = (rec.envelope.tenant_id, rec.envelope.session_id)
-        seen = by_session[key].get(rec.chain_index)
-        assert seen is None or seen == rec, f"fork at {key} index {rec.chain_index}"
-        by_session[key][rec.chain_index] = rec
-    chains = {k: [v[i] for i in sorted(v)] for k, v in by_session.items()}
-    for key, chain in chains.items():
-        entries = [(r.chain_index, r.prev_hash, r.entry_hash, signing_bytes(r.envelope)) for r in chain]
-        report = verify_chain(entries)
-        assert report.ok, (key, report)
-    return chains
 
 
 @pytest.fixture()
@@ -85,7 +67,7 @@ def test_10k_events_50_sessions_3_tenants(kafka_settings: Settings, registry: Re
         stop_worker(worker)
     records = ledger_records(rows)
     assert len(records) == 10_000
-    chains = check_chains(records)
+    chains = chains_of(records)
     assert {k: [r.envelope.event_id for r in c] for k, c in chains.items()} == dict(sent)
     assert not any(r.seq_gap for r in records)
 

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from corpus_support import chains_of, committed_count
-from pipeline_support import ledger_records, read_all, start_worker, stop_worker, wait_until
+from corpus_support import committed_count
+from pipeline_support import chains_of, ledger_records, read_all, start_worker, stop_worker, wait_until
 
 from agenttrail.config import Settings
 from agenttrail.control.provision import ProvisionedAgent, provision_tenant

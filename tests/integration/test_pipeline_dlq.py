@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from corpus.build import build_corpus, poison_cases, valid_event
-from corpus_support import RawProducer, chains_of, provision_world, read_dlq
-from pipeline_support import ledger_records, read_all, start_worker, stop_worker
+from corpus_support import RawProducer, provision_world, read_dlq
+from pipeline_support import chains_of, ledger_records, read_all, start_worker, stop_worker
 
 from agenttrail.config import Settings
 from agenttrail.control.service import Registry

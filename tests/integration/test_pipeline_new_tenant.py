@@ -8,8 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from corpus_support import chains_of
-from pipeline_support import ledger_records, read_all, start_worker, stop_worker
+from pipeline_support import chains_of, ledger_records, read_all, start_worker, stop_worker
 
 from agenttrail.config import Settings
 from agenttrail.control.provision import provision_tenant
