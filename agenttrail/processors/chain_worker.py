@@ -56,11 +56,18 @@ def read_ledger_partitions(bootstrap: str, parts: list[tuple[str, int]],
     consumer = Consumer(consumer_config(bootstrap, f"{GROUP_ID}-rebuild", **{"enable.partition.eof": True}))
     try:
         ends: dict[tuple[str, int], int] = {}
+        known = consumer.list_topics(timeout=30).topics
         for topic, partition in parts:
-            try:
-                low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
-            except KafkaException as exc:
-                raise BrokerError(f"reading {topic}[{partition}]: {exc}") from None
+            if topic not in known:  # an events topic without a tenant (no ledger yet): nothing chained
+                continue
+            for attempt in range(20):  # a just-created topic can be unknown for a moment
+                try:
+                    low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
+                    break
+                except KafkaException as exc:
+                    if attempt == 19:
+                        raise BrokerError(f"reading {topic}[{partition}]: {exc}") from None
+                    time.sleep(0.25)
             if high > low:
                 ends[(topic, partition)] = high
         if not ends:

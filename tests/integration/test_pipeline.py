@@ -93,3 +93,43 @@ def test_10k_events_50_sessions_3_tenants(kafka_settings: Settings, registry: Re
 def registry_service_keys(registry: Registry) -> list[object]:
     with registry.read() as view:
         return list(view.service_public_keys())
+
+
+def test_events_topic_without_a_tenant_is_dead_lettered_and_harms_nothing(
+        kafka_settings: Settings, registry: Registry, tmp_path: Path) -> None:
+    """An events topic nobody registered (no ledger topic, no tenant): its events go to the DLQ as
+    unknown_tenant; the worker survives and keeps chaining the real tenants."""
+    from confluent_kafka import Producer
+
+    from agenttrail.kafka.admin import TopicSpec, ensure_topics
+    from agenttrail.kafka.clients import producer_config
+    from agenttrail.kafka.topics import DLQ_TOPIC, events_topic
+    from agenttrail.processors.dlq import DlqRecord
+
+    bootstrap = kafka_settings.kafka_bootstrap or ""
+    tag = uuid.uuid4().hex[:6]
+    orphan, real = f"orphan-{tag}", f"real-{tag}"
+    ensure_topics(bootstrap, [TopicSpec(events_topic(orphan), 4)])
+    agents = provision_tenant(registry, real, 1)
+    forged = AgentClient(bootstrap, orphan, agents[0].agent_id, agents[0].key_id, agents[0].key)
+    for seq in range(5):
+        forged.send("s-orphan", seq, "message", {"role": "user", "text": "who am I"})
+    forged.close(30)
+    producer = Producer(producer_config(bootstrap))
+    producer.produce(events_topic(orphan), key=b"k", value=b"garbage")
+    producer.flush(30)
+    sent = produce_mix(bootstrap, agents, sessions=3, events=300)
+    worker = start_worker(bootstrap, tmp_path / "home", f"orphan-{tag}", "--no-checkpoints")
+    try:
+        rows = read_all(bootstrap, [ledger_topic(real)], expect=300, timeout=120)
+        assert wait_until(lambda: len([r for r in (DlqRecord.from_json(v) for *_, v in
+                                                    read_all(bootstrap, [DLQ_TOPIC], idle=0.5))
+                                       if r.tenant_topic == events_topic(orphan)]) >= 6, timeout=60)
+        assert worker.poll() is None, "the worker survived"
+    finally:
+        stop_worker(worker)
+    chains = chains_of(ledger_records(rows))
+    assert {k: [r.envelope.event_id for r in c] for k, c in chains.items()} == dict(sent)
+    letters = [r for r in (DlqRecord.from_json(v) for *_, v in read_all(bootstrap, [DLQ_TOPIC]))
+               if r.tenant_topic == events_topic(orphan)]
+    assert {r.reason for r in letters} == {"unknown_tenant", "malformed"}
