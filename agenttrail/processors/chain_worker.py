@@ -25,7 +25,7 @@ from agenttrail.metrics import METRICS, Metrics
 from agenttrail.processors.dlq import DlqRecord
 from agenttrail.processors.sequencer import Chained, SessionTable
 from agenttrail.processors.verify import RegistryLike, VerifyPolicy
-from agenttrail.schemas.ledger import decode_ledger, encode_ledger
+from agenttrail.schemas.ledger import LedgerRecord, decode_ledger, encode_ledger_from_raw
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +89,12 @@ def read_ledger_partitions(bootstrap: str, parts: list[tuple[str, int]],
         return out
     finally:
         consumer.close()
+
+
+def chain_headers(rec: LedgerRecord) -> list[tuple[str, bytes]]:
+    """Where a record sits in its chain, readable without decoding it (the checkpointer's input)."""
+    return [("chain_index", str(rec.chain_index).encode()), ("entry_hash", rec.entry_hash),
+            ("ts", str(rec.envelope.ts).encode())]
 
 
 class ChainWorker:
@@ -200,8 +206,8 @@ class ChainWorker:
         assert self._producer is not None
         if isinstance(outcome, Chained):
             rec = outcome.record
-            self._producer.produce(ledger_topic(tenant), key=key, value=encode_ledger(rec),
-                                   partition=partition)
+            self._producer.produce(ledger_topic(tenant), key=key, value=encode_ledger_from_raw(value, rec),
+                                   partition=partition, headers=chain_headers(rec))
             counts["agenttrail_chained_total"] = counts.get("agenttrail_chained_total", 0) + 1
             if rec.seq_gap:
                 counts["agenttrail_seq_gaps_total"] = counts.get("agenttrail_seq_gaps_total", 0) + 1

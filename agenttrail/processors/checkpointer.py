@@ -117,17 +117,23 @@ class Checkpointer:
         else:
             state.prev_checkpoint = note.hash
 
-    def absorb_ledger(self, value: bytes) -> None:
-        rec = decode_ledger(value)
-        env = rec.envelope
+    def absorb_ledger(self, value: bytes, tenant: str | None = None, session: str | None = None,
+                      headers: dict[str, bytes] | None = None) -> None:
+        """Fold one ledger record into the heads: from its chain headers when present (no decode)."""
+        head = headers or {}
+        if tenant and session and {"chain_index", "entry_hash", "ts"} <= head.keys():
+            length, entry, ts = int(head["chain_index"]) + 1, head["entry_hash"], int(head["ts"])
+        else:
+            rec = decode_ledger(value)
+            tenant, session = rec.envelope.tenant_id, rec.envelope.session_id
+            length, entry, ts = rec.chain_index + 1, rec.entry_hash, rec.envelope.ts
         with self._lock:
-            state = self._tenant(env.tenant_id)
-            length = rec.chain_index + 1
-            current = state.heads.get(env.session_id)
+            state = self._tenant(tenant)
+            current = state.heads.get(session)
             if current is None or current[0] < length:
-                state.heads[env.session_id] = (length, rec.entry_hash)
-            if env.ts > state.last_ts.get(env.session_id, 0):
-                state.last_ts[env.session_id] = env.ts
+                state.heads[session] = (length, entry)
+            if ts > state.last_ts.get(session, 0):
+                state.last_ts[session] = ts
 
     # -- outputs -------------------------------------------------------------------------------
     def checkpoint_all(self, producer: Producer, now_micros: int) -> int:
@@ -186,9 +192,11 @@ class Checkpointer:
         try:
             while not self._stop.is_set():
                 for msg in consumer.consume(5000, 0.2):
-                    if msg.error() is None and tenant_of_topic(msg.topic()):
+                    if msg.error() is None and (tenant := tenant_of_topic(msg.topic())):
                         try:
-                            self.absorb_ledger(msg.value())
+                            key = msg.key()
+                            self.absorb_ledger(msg.value(), tenant, key.decode() if key else None,
+                                               dict(msg.headers() or []))
                         except Exception:
                             logger.warning("unreadable ledger record at %s[%d]@%d", msg.topic(),
                                            msg.partition(), msg.offset())

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from agenttrail.schemas.codec import decode, encode
+from agenttrail.schemas.codec import HEADER_LEN, decode, encode
 from agenttrail.schemas.envelope import Envelope
-from agenttrail.schemas.registry import LEDGER_SCHEMAS, LEDGER_V1
+from agenttrail.schemas.registry import ENVELOPE_V1, LEDGER_SCHEMAS, LEDGER_V1
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +35,33 @@ class LedgerRecord:
 
 def encode_ledger(rec: LedgerRecord) -> bytes:
     return encode(LEDGER_V1, rec.to_record())
+
+
+def _varint(n: int) -> bytes:
+    """Avro `long`/`int`: zigzag, then base-128 little-endian groups."""
+    z = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while z > 0x7F:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+    return bytes(out)
+
+
+def encode_ledger_from_raw(raw_envelope: bytes, rec: LedgerRecord) -> bytes:
+    """encode_ledger(rec), reusing the agent's own envelope bytes instead of re-encoding them.
+
+    An Avro record is the concatenation of its fields, so a v1 ledger record is the ledger header,
+    the v1 envelope body exactly as it arrived (the decoder already refused trailing bytes), then
+    the chain fields. Byte-identical to encode_ledger (tested); any other envelope version falls
+    back to it. The hot path saves a full envelope re-encode per event."""
+    if raw_envelope[:HEADER_LEN] != ENVELOPE_V1.header:
+        return encode_ledger(rec)
+    return b"".join((
+        LEDGER_V1.header, raw_envelope[HEADER_LEN:], _varint(rec.chain_index),
+        _varint(len(rec.prev_hash)), rec.prev_hash, _varint(len(rec.entry_hash)), rec.entry_hash,
+        b"\x01" if rec.seq_gap else b"\x00", _varint(rec.source_partition), _varint(rec.source_offset),
+    ))
 
 
 def decode_ledger(data: bytes) -> LedgerRecord:
