@@ -11,6 +11,7 @@ import statistics
 import tempfile
 import threading
 import time
+import urllib.error
 import uuid
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,12 @@ def bench_latency(base: Settings, samples: int = 60, background_rate: float = 20
             client.send(session, seq, "message", {"role": "user", "text": f"probe {seq}"})
             client.flush(10)
             while True:
-                rows = stack.get(f"/api/sessions/{session}/events?limit=1000", key).get("events", [])
+                try:
+                    rows = stack.get(f"/api/sessions/{session}/events?limit=1000", key).get("events", [])
+                except urllib.error.HTTPError as exc:  # 404 until the session's first event landed
+                    if exc.code != 404:
+                        raise
+                    rows = []
                 if len(rows) > seq:
                     break
                 if time.monotonic() - sent > 30:
