@@ -107,7 +107,12 @@ def ensure_jars(libs_dir: Path | None = None, pom: Path = POM) -> Path:
 
 
 def _cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A Kafka cluster id (URL-safe base64 of a UUID). Like Kafka's own Uuid.randomUuid, never one
+    starting with '-': the storage tool would read it as an option (seen: 1 start in 64 failed)."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 def _is_our_java(pid: int, config: Path) -> bool:

@@ -66,3 +66,9 @@ def test_topic_names_round_trip() -> None:
     assert tenant_of_topic(ledger_topic("a_b")) == "a_b"
     assert tenant_of_topic("agenttrail.dlq") is None
     assert tenant_of_topic("agenttrail.acme.events.x") is None
+
+
+def test_cluster_ids_never_look_like_an_option() -> None:
+    ids = [broker_mod._cluster_id() for _ in range(3000)]
+    assert not any(i.startswith("-") for i in ids)
+    assert all(len(i) == 22 for i in ids) and len(set(ids)) == len(ids)
