@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,19 +14,13 @@ from agenttrail.config import Settings
 @pytest.fixture(scope="session")
 def kafka_broker() -> Iterator[object]:
     """The LocalBroker of this test session (started lazily: unit tests never pay for it)."""
-    from agenttrail.kafka.broker import LocalBroker
+    from agenttrail.kafka.broker import temporary_broker
 
     external = os.environ.get("AGENTTRAIL_TEST_KAFKA_BOOTSTRAP")
     if external:
         pytest.skip("broker object not available with an external cluster")
-    home = Path(tempfile.mkdtemp(prefix="agenttrail-kafka-"))
-    broker = LocalBroker(home, partitions=4)
-    try:
-        broker.start()
+    with temporary_broker("agenttrail-kafka-") as broker:
         yield broker
-    finally:
-        broker.stop()
-        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

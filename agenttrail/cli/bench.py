@@ -203,16 +203,12 @@ def bench(
 
 def _run_suite(settings: Settings, suite: str, rows: list[dict[str, Any]], limits: dict[str, float]) -> None:
     """Raw limits, then one suite, in this process."""
-    broker = None
     bootstrap = settings.kafka_bootstrap or ""
-    try:
+    with contextlib.ExitStack() as stack:
         if suite in ("sdk", "pipeline") and not bootstrap:
-            import tempfile
+            from agenttrail.kafka.broker import temporary_broker
 
-            from agenttrail.kafka.broker import LocalBroker
-
-            broker = LocalBroker(Path(tempfile.mkdtemp(prefix="agenttrail-bench-kafka-")))
-            bootstrap = broker.start().bootstrap
+            bootstrap = stack.enter_context(temporary_broker("agenttrail-bench-kafka-")).bootstrap
         steps: dict[str, Callable[[], None]] = {
             "raw": lambda: None,
             "sdk": lambda: _sdk(settings, rows, limits, bootstrap),
@@ -229,6 +225,3 @@ def _run_suite(settings: Settings, suite: str, rows: list[dict[str, Any]], limit
         except Exception as exc:  # one failing suite must not hide the others' figures
             rows.append({"suite": suite, "figure": f"FAILED: {exc}"[:100], "value": None, "unit": "",
                          "ratio_to_raw": None})
-    finally:
-        if broker is not None:
-            broker.stop()

@@ -15,8 +15,11 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -337,6 +340,19 @@ def _alive(pid: int, proc: subprocess.Popen[bytes] | None) -> bool:
 def _last_line(text: str) -> str:
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
     return lines[-1][:300] if lines else "no output"
+
+
+@contextmanager
+def temporary_broker(prefix: str = "agenttrail-kafka-", partitions: int = 4) -> Iterator[LocalBroker]:
+    """A broker in a fresh temporary directory on free ports; stopped and removed afterwards."""
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    broker = LocalBroker(home, partitions=partitions)
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.stop()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def local_broker(settings: Settings) -> LocalBroker:

@@ -8,7 +8,6 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
-import pytest
 from audit_support import produce, run_cli, wait_for_pipeline
 from confluent_kafka import Producer
 from pipeline_support import ledger_records, read_all, start_worker, stop_worker
@@ -25,12 +24,6 @@ from agenttrail.schemas.ledger import LedgerRecord, encode_ledger
 
 EVENTS = 1_000
 
-
-@pytest.fixture()
-def registry(kafka_settings: Settings) -> Registry:
-    reg = Registry(kafka_settings, kafka_settings.kafka_bootstrap or "").start()
-    yield reg
-    reg.close()
 
 
 def test_pipeline_then_audit_then_forgery(kafka_settings: Settings, registry: Registry, tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,15 +25,6 @@ from agenttrail.kafka.topics import REGISTRY_TOPIC, events_topic, ledger_topic
 
 def tid() -> str:
     return f"t-{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture()
-def registry(kafka_settings: Settings) -> Iterator[Registry]:
-    reg = Registry.open(kafka_settings)
-    try:
-        yield reg
-    finally:
-        reg.close()
 
 
 def snapshot(reg: Registry, tenant: str) -> tuple[object, ...]:

@@ -7,7 +7,6 @@ import uuid
 from collections import defaultdict
 from pathlib import Path
 
-import pytest
 from pipeline_support import chains_of, ledger_records, read_all, start_worker, stop_worker, wait_until
 
 from agenttrail.config import Settings
@@ -37,12 +36,6 @@ def produce_mix(bootstrap: str, agents: list[ProvisionedAgent], sessions: int, e
         assert client.close(30) == 0
     return sent
 
-
-@pytest.fixture()
-def registry(kafka_settings: Settings) -> Registry:
-    reg = Registry(kafka_settings, kafka_settings.kafka_bootstrap or "").start()
-    yield reg
-    reg.close()
 
 
 def test_10k_events_50_sessions_3_tenants(kafka_settings: Settings, registry: Registry, tmp_path: Path) -> None:

@@ -7,10 +7,8 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from corpus_support import committed_count
 from pipeline_support import chains_of, ledger_records, read_all, start_worker, stop_worker, wait_until
 
@@ -25,13 +23,6 @@ logger = logging.getLogger(__name__)
 EVENTS = 20_000
 SESSIONS = 40
 RATE = 800  # events/s: the stream is still flowing while the workers are killed
-
-
-@pytest.fixture()
-def registry(kafka_settings: Settings) -> Iterator[Registry]:
-    reg = Registry(kafka_settings, kafka_settings.kafka_bootstrap or "").start()
-    yield reg
-    reg.close()
 
 
 def produce_steadily(bootstrap: str, agents: list[ProvisionedAgent], sent: dict[str, str],

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,13 +20,6 @@ from agenttrail.schemas.envelope import decode_envelope, encode_envelope
 
 VALID_SESSIONS = 6
 MAX_EVENT_BYTES = 100_000
-
-
-@pytest.fixture()
-def registry(kafka_settings: Settings) -> Iterator[Registry]:
-    reg = Registry(kafka_settings, kafka_settings.kafka_bootstrap or "").start()
-    yield reg
-    reg.close()
 
 
 def test_corpus_lands_in_the_dlq_and_valid_events_are_chained(kafka_settings: Settings, registry: Registry,

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from pipeline_support import chains_of, ledger_records, read_all, start_worker, stop_worker
 
 from agenttrail.config import Settings
@@ -17,13 +15,6 @@ from agenttrail.kafka.topics import ledger_topic
 from agenttrail.producers.client import AgentClient
 
 BOUND_S = 60.0  # generous; the measured time is printed
-
-
-@pytest.fixture()
-def registry(kafka_settings: Settings) -> Iterator[Registry]:
-    reg = Registry(kafka_settings, kafka_settings.kafka_bootstrap or "").start()
-    yield reg
-    reg.close()
 
 
 def test_tenant_created_while_the_worker_runs_is_chained_within_seconds(

@@ -5,8 +5,6 @@ These tests own a broker of their own (they stop and restart it), separate from 
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +14,7 @@ from confluent_kafka import Consumer
 
 from agenttrail.crypto import SigningKey
 from agenttrail.kafka.admin import TopicSpec, ensure_topics
-from agenttrail.kafka.broker import LocalBroker
+from agenttrail.kafka.broker import LocalBroker, temporary_broker
 from agenttrail.kafka.clients import consumer_config
 from agenttrail.kafka.topics import events_topic
 from agenttrail.producers.client import AgentClient
@@ -30,14 +28,8 @@ N = 1000
 
 @pytest.fixture(scope="module")
 def own_broker() -> Iterator[LocalBroker]:
-    home = Path(tempfile.mkdtemp(prefix="agenttrail-outage-"))
-    broker = LocalBroker(home, partitions=4)
-    try:
-        broker.start()
+    with temporary_broker("agenttrail-outage-") as broker:
         yield broker
-    finally:
-        broker.stop()
-        shutil.rmtree(home, ignore_errors=True)
 
 
 def _tenant_topic(bootstrap: str) -> tuple[str, str]:
