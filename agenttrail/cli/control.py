@@ -17,7 +17,7 @@ from typing import Any
 import typer
 
 from agenttrail.cli.output import console, emit
-from agenttrail.config import load_settings
+from agenttrail.config import Settings, load_settings
 from agenttrail.control.registration import register_agent_locally, rotate_agent_locally
 from agenttrail.control.service import Registry, now_micros
 from agenttrail.control.view import AgentInfo, ApiKeyInfo, RegistrationKeyInfo, Tenant
@@ -88,9 +88,30 @@ agents = typer.Typer(help="Agent identities: register, list, rotate, revoke.", n
 @tenants.command("create")
 def tenants_create(tenant_id: str, retention_days: int = typer.Option(None, help="Default: settings."),
                    as_json: bool = JSON) -> None:
-    """Create a tenant and its events/ledger topics."""
+    """Create a tenant and its events/ledger topics (and, with a ClickHouse server, its analyst user)."""
     with _registry() as reg:
-        emit(tenant_row(reg.create_tenant(tenant_id, retention_days)), as_json=as_json, title="tenant")
+        row = tenant_row(reg.create_tenant(tenant_id, retention_days))
+        row.update(_analyst_user(reg.settings, tenant_id))
+        emit(row, as_json=as_json, title="tenant")
+
+
+def _analyst_user(settings: Settings, tenant_id: str) -> dict[str, str]:
+    """Server mode: a read-only ClickHouse user whose row policy shows only this tenant (the
+    password is shown once). Embedded chDB has no users or row policies: nothing to do."""
+    if not settings.clickhouse_url.startswith(("http://", "https://")):
+        return {}
+    import secrets
+
+    from agenttrail.sinks.clickhouse.analysts import create_analyst_user
+    from agenttrail.sinks.clickhouse.schema import open_store
+
+    password = secrets.token_urlsafe(24)
+    store = open_store(settings.clickhouse_url)
+    try:
+        user = create_analyst_user(store, tenant_id, password)
+    finally:
+        store.close()
+    return {"analyst_user": user, "analyst_password (shown once)": password}
 
 
 @tenants.command("list")
