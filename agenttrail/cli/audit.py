@@ -108,7 +108,10 @@ def _window(loaded: Loaded, start: int | None, end: int | None) -> None:
 def _open_store(settings: Settings) -> Any:
     """The ClickHouse store, or None when the embedded engine is owned by a running server."""
     from agenttrail.sinks.clickhouse.schema import open_store
+    from agenttrail.sinks.clickhouse.store import embedded_owner
 
+    if embedded_owner(settings.clickhouse_url) is not None:  # `serve` owns it: go through its API
+        return None
     try:
         return open_store(settings.clickhouse_url)
     except Exception as exc:  # chDB: "Error initializing EmbeddedServer" when `serve` owns it

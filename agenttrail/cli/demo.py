@@ -42,9 +42,10 @@ def demo(
             stack.start()
         console.print(f"[green]up[/green]: Kafka {stack.bootstrap} · API {stack.api_url}")
         keys, agent_keys = _provision(stack, agents)
-        report = _run_fleet(stack, keys, agent_keys, duration, rate)
         bad = _inject_bad_events(stack, agent_keys)
-        console.print(f"injected {bad} bad events (forged key, broken signature, garbage bytes) for the DLQ")
+        console.print(f"injected {bad} bad events (forged key, broken signature, garbage bytes): "
+                      "they must end in the dead-letter queue")
+        report = _run_fleet(stack, keys, agent_keys, duration, rate)
         _drain(stack, keys, report.acknowledged + bad)
         _show_queries(stack, keys)
         ok = _audit(stack, keys)
@@ -87,7 +88,7 @@ def _landed(stack: Any, keys: dict[str, str]) -> int:
     return total
 
 
-def _stage_table(stack: Any, keys: dict[str, str], produced: int, elapsed: float) -> Table:
+def _stage_table(stack: Any, keys: dict[str, str], produced: int, elapsed: float, title: str = "") -> Table:
     from agenttrail.kafka.admin import group_lag
     from agenttrail.kafka.topics import events_topic
     from agenttrail.processors.chain_worker import GROUP_ID
@@ -98,7 +99,7 @@ def _stage_table(stack: Any, keys: dict[str, str], produced: int, elapsed: float
     embedded = int(stats.get("agenttrail_embedded_total", 0))
     landed = _landed(stack, keys)
     lag = group_lag(stack.bootstrap, GROUP_ID, [events_topic(t) for t in TENANTS])
-    table = Table(title=f"agenttrail live · {elapsed:4.0f}s")
+    table = Table(title=title or f"agenttrail live · {elapsed:4.0f}s")
     for col in ("stage", "events", "events/s"):
         table.add_column(col, justify="right" if col != "stage" else "left")
     rows = [("produced (SDK, acked)", produced), ("verified + chained", chained),
@@ -186,29 +187,45 @@ def _drain(stack: Any, keys: dict[str, str], expected: int, timeout: float = 120
             if done >= expected and _landed(stack, keys) >= stats.get("agenttrail_chained_total", 0):
                 break
             time.sleep(1.0)
-    console.print(_stage_table(stack, keys, expected, 0))
+    console.print(_stage_table(stack, keys, expected, 0, title="agenttrail · drained: every stage"))
+
+
+VIEWS = (("llm_cost_per_day", "LLM tokens and cost per day per model",
+          ("day", "model", "calls", "total_tokens", "cost_usd", "avg_latency_ms")),
+         ("tool_usage_per_hour", "tool usage per hour", ("hour", "tool", "calls", "errors", "avg_latency_ms")),
+         ("error_rate_per_agent", "error rate per agent", ("day", "agent_id", "events", "errors", "error_rate")))
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 4 if abs(value) < 1 else 2)
+    return value
 
 
 def _show_queries(stack: Any, keys: dict[str, str]) -> None:
     key = keys[TENANTS[0]]
-    for view, title in (("llm_cost_per_day", "LLM tokens and cost per day per model"),
-                        ("tool_usage_per_hour", "tool usage per hour"),
-                        ("error_rate_per_agent", "error rate per agent")):
+    for view, title, columns in VIEWS:
         try:
             rows = stack.get(f"/api/views/{view}?limit=8", key).get("rows", [])
         except Exception as exc:
             console.print(f"[yellow]{title}: {exc}[/yellow]")
             continue
-        if rows:
-            emit(rows, as_json=False, title=f"{TENANTS[0]}: {title}")
-    query = "database connection timed out"
+        shown = [{c: _cell(r.get(c)) for c in columns if c in r} for r in rows]
+        if shown:
+            emit(shown, as_json=False, title=f"{TENANTS[0]}: {title}  (GET /api/views/{view})")
+    query = "the provider is rate limiting our requests"
     try:
-        hits = stack.get(f"/api/recall?q={urllib.parse.quote(query)}&k=5", key).get("hits", [])
+        hits = stack.get(f"/api/recall?q={urllib.parse.quote(query)}&k=20", key).get("hits", [])
     except Exception as exc:
         console.print(f"[yellow]recall: {exc}[/yellow]")
         return
-    emit([{"score": round(float(h.get("score", 0)), 3), "type": h.get("type"), "text": str(h.get("text"))[:70]}
-          for h in hits], as_json=False, title=f"{TENANTS[0]}: recall \u201c{query}\u201d")
+    best: dict[str, dict[str, Any]] = {}
+    for h in hits:  # the same text is said by many events: show each text once, with its count
+        text = str(h.get("text"))[:70]
+        entry = best.setdefault(text, {"score": round(float(h.get("score", 0)), 3), "type": h.get("type"),
+                                       "text": text, "events": 0})
+        entry["events"] += 1
+    emit(list(best.values())[:5], as_json=False, title=f"{TENANTS[0]}: recall \u201c{query}\u201d")
 
 
 def _audit(stack: Any, keys: dict[str, str]) -> bool:

@@ -8,9 +8,11 @@ always bound server-side (``{name:Type}`` placeholders + ``parameters``), never 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import clickhouse_connect
@@ -38,6 +40,30 @@ def validate_database(name: str) -> str:
 
 def is_embedded(url: str) -> bool:
     return url.startswith("chdb:")
+
+
+def embedded_owner(url: str) -> int | None:
+    """The PID of another live process that owns this embedded store, or None.
+
+    chDB is one engine per process and writes `PID: n` to `<path>/status`; opening a store another
+    process owns fails (and chDB prints the error itself), so callers ask first."""
+    if not is_embedded(url):
+        return None
+    path = url.split("://", 1)[1]
+    try:
+        first = (Path(path) / "status").read_text().splitlines()[0]
+        pid = int(first.split(":", 1)[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    if pid == os.getpid():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid
+    return pid
 
 
 class ClickHouseStore:
