@@ -214,8 +214,8 @@ def _show_queries(stack: Any, keys: dict[str, str]) -> None:
         if shown:
             emit(shown, as_json=False, title=f"{TENANTS[0]}: {title}  (GET /api/views/{view})")
     query = "the provider is rate limiting our requests"
-    try:
-        hits = stack.get(f"/api/recall?q={urllib.parse.quote(query)}&k=20", key).get("hits", [])
+    try:  # semantic search over the tenant's errors (embedding runs behind chaining, off the hot path)
+        hits = stack.get(f"/api/recall?q={urllib.parse.quote(query)}&k=20&type=error", key).get("hits", [])
     except Exception as exc:
         console.print(f"[yellow]recall: {exc}[/yellow]")
         return
@@ -225,7 +225,8 @@ def _show_queries(stack: Any, keys: dict[str, str]) -> None:
         entry = best.setdefault(text, {"score": round(float(h.get("score", 0)), 3), "type": h.get("type"),
                                        "text": text, "events": 0})
         entry["events"] += 1
-    emit(list(best.values())[:5], as_json=False, title=f"{TENANTS[0]}: recall \u201c{query}\u201d")
+    emit(list(best.values())[:5], as_json=False,
+         title=f"{TENANTS[0]}: recall \u201c{query}\u201d among errors (GET /api/recall)")
 
 
 def _audit(stack: Any, keys: dict[str, str]) -> bool:
