@@ -30,4 +30,5 @@ def worker(
     bootstrap = resolve_bootstrap(settings)
     options = WorkerOptions(name=name, chain=chain, checkpoints=checkpoints, embed=embed,
                             retention_interval_seconds=retention_interval)
-    asyncio.run(run_worker(settings, bootstrap, options))
+    if not asyncio.run(run_worker(settings, bootstrap, options)):
+        raise typer.Exit(1)  # a stage died: exit non-zero so a supervisor restarts the worker

@@ -50,7 +50,9 @@ def write_stats(settings: Settings, name: str) -> None:
 
 
 async def run_worker(settings: Settings, bootstrap: str, options: WorkerOptions,
-                     stop: asyncio.Event | None = None) -> None:
+                     stop: asyncio.Event | None = None) -> bool:
+    """Run until stopped (True) or until a stage dies (False: the process should exit non-zero so
+    its supervisor restarts it; the restart resumes from committed state)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -75,6 +77,7 @@ async def run_worker(settings: Settings, bootstrap: str, options: WorkerOptions,
     embed = EmbedSupervisor(settings, bootstrap, registry) if options.embed else None
     logger.info("worker %s running (chain=%s checkpoints=%s embed=%s)", options.name, options.chain,
                 options.checkpoints, options.embed)
+    failed = False
     try:
         while not stop.is_set():
             write_stats(settings, options.name)
@@ -82,6 +85,7 @@ async def run_worker(settings: Settings, bootstrap: str, options: WorkerOptions,
                 await embed.refresh()
             if any(not t.is_alive() for _, t in threads):
                 logger.error("a worker stage stopped: shutting down")
+                failed = True
                 break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=1.0)
@@ -94,6 +98,7 @@ async def run_worker(settings: Settings, bootstrap: str, options: WorkerOptions,
             await asyncio.to_thread(thread.join, 30)
         write_stats(settings, options.name)
         registry.close()
+    return not failed
 
 
 def _guard(target: object) -> object:
