@@ -77,6 +77,9 @@ class LanceSinkRunner:
             except (AgentTrailError, KafkaException, OSError) as exc:
                 logger.error("lancedb sink: %s; resuming from committed offsets in 2 s", exc)
                 stop_event.wait(2.0)
+            except Exception:  # a bug must not silently end the sink thread: log it, resume
+                logger.exception("lancedb sink crashed; resuming from committed offsets in 2 s")
+                stop_event.wait(2.0)
 
     def _consume(self, stop_event: threading.Event) -> None:
         consumer = Consumer(consumer_config(self._bootstrap, self._group_id))

@@ -93,6 +93,10 @@ class ClickHouseSinkRunner:
                 logger.error("clickhouse sink: %s; resuming from committed offsets in 2 s", exc)
                 self.sink.discard()
                 stop_event.wait(2.0)
+            except Exception:  # a bug must not silently end the sink thread: log it, resume
+                logger.exception("clickhouse sink crashed; resuming from committed offsets in 2 s")
+                self.sink.discard()
+                stop_event.wait(2.0)
 
     def _consume(self, stop_event: threading.Event) -> None:
         extra: dict[str, object] = {"max.poll.interval.ms": 300_000, "fetch.max.bytes": 64 * 1024 * 1024}
