@@ -13,7 +13,7 @@ from typing import Protocol
 from agenttrail import crypto
 from agenttrail.errors import InvalidEvent
 from agenttrail.processors.retention import RetentionPolicy, is_expired
-from agenttrail.schemas.canonical import canonical_json
+from agenttrail.schemas.canonical import canonical_json, is_canonical_fast
 from agenttrail.schemas.envelope import Envelope, check_fields, decode_envelope, signing_bytes
 
 MICROS = 1_000_000
@@ -96,15 +96,11 @@ def verify_event(value: bytes | None, key: bytes | None, topic_tenant: str, regi
 
 
 def _check_canonical(payload: bytes) -> None:
-    try:
+    if is_canonical_fast(payload):
+        return
+    try:  # rejected: say whether it is not JSON at all, not representable, or not in RFC 8785 form
         parsed = json.loads(payload)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise InvalidEvent("malformed", f"payload is not UTF-8 JSON: {exc}") from None
-    try:
-        canonical = canonical_json(parsed)
-    except InvalidEvent:
-        raise
-    except Exception as exc:
-        raise InvalidEvent("payload_not_canonical", str(exc)) from None
-    if canonical != payload:
-        raise InvalidEvent("payload_not_canonical", "payload is not RFC 8785 canonical JSON")
+    canonical_json(parsed)  # NaN, Infinity, unsafe integers: InvalidEvent("bad_field")
+    raise InvalidEvent("payload_not_canonical", "payload is not RFC 8785 canonical JSON")
