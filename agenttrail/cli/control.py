@@ -89,6 +89,7 @@ agents = typer.Typer(help="Agent identities: register, list, rotate, revoke.", n
 def tenants_create(tenant_id: str, retention_days: int = typer.Option(None, help="Default: settings."),
                    as_json: bool = JSON) -> None:
     """Create a tenant and its events/ledger topics (and, with a ClickHouse server, its analyst user)."""
+    validate_tenant_id(tenant_id)  # a bad id is refused before anything is contacted
     with _registry() as reg:
         row = tenant_row(reg.create_tenant(tenant_id, retention_days))
         row.update(_analyst_user(reg.settings, tenant_id))

@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
         bench: bool = typer.Option(False, "--bench", help="Measure the SDK instead (sign/s, events/s)."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
-        """Run a fleet of simulated agents producing signed events (dev keys, generated per run)."""
+        """Run a fleet of simulated agents producing signed events (agents registered per run)."""
         from agenttrail.kafka.broker import resolve_bootstrap
 
         settings = load_settings()
