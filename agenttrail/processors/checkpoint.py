@@ -199,9 +199,27 @@ def _check_prev(kind: str, where: dict[str, object], prev: bytes, time: int, pre
         raise VerificationError(f"{kind} time goes backwards", {**where, "previous_time": prev_time})
 
 
+class _SignedNote:
+    """What checkpoints and anchors share: a text body, its hash (the next note's `prev`), and the
+    signed-note text (body, blank line, signature lines)."""
+
+    __slots__ = ()
+
+    def body(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def hash(self) -> bytes:
+        """SHA-256 of the note body: the next note's `prev`."""
+        return sha256(self.body().encode()).digest()
+
+    def to_text(self) -> str:
+        return self.body() + "\n" + "".join(s.line() for s in self.signatures)  # type: ignore[attr-defined]
+
+
 # -- checkpoints ----------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
-class Checkpoint:
+class Checkpoint(_SignedNote):
     origin: str
     size: int
     root: bytes
@@ -221,14 +239,6 @@ class Checkpoint:
             f"{self.origin}\n{self.size}\n{_b64(self.root)}\n"
             f"prev {_b64(self.prev)}\ntime {self.time}\nevents {self.events}\n"
         )
-
-    @property
-    def hash(self) -> bytes:
-        """SHA-256 of the note text: the next checkpoint's `prev`."""
-        return sha256(self.body().encode()).digest()
-
-    def to_text(self) -> str:
-        return self.body() + "\n" + "".join(s.line() for s in self.signatures)
 
     @classmethod
     def from_text(cls, text: str | bytes) -> Checkpoint:
@@ -293,7 +303,7 @@ def verify_checkpoint(
 
 # -- retention anchors ----------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
-class RetentionAnchor:
+class RetentionAnchor(_SignedNote):
     origin: str
     size: int
     root: bytes
@@ -318,13 +328,6 @@ class RetentionAnchor:
             f"{self.origin}\n{self.size}\n{_b64(self.root)}\n"
             f"prev {_b64(self.prev)}\ntime {self.time}\ncut {self.cut}\n{head_lines}"
         )
-
-    @property
-    def hash(self) -> bytes:
-        return sha256(self.body().encode()).digest()
-
-    def to_text(self) -> str:
-        return self.body() + "\n" + "".join(s.line() for s in self.signatures)
 
     @classmethod
     def from_text(cls, text: str | bytes) -> RetentionAnchor:
