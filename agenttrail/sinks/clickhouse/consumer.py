@@ -49,7 +49,7 @@ class ClickHouseSinkRunner:
         group_id: str = GROUP_ID,
         instance_id: str | None = None,
         batch_rows: int = 10_000,
-        max_age_s: float = 1.0,
+        max_age_s: float = 0.5,
         retention_days: int | Callable[[str], int] | None = None,
     ) -> None:
         self._bootstrap = bootstrap or settings.kafka_bootstrap
@@ -99,7 +99,8 @@ class ClickHouseSinkRunner:
                 stop_event.wait(2.0)
 
     def _consume(self, stop_event: threading.Event) -> None:
-        extra: dict[str, object] = {"max.poll.interval.ms": 300_000, "fetch.max.bytes": 64 * 1024 * 1024}
+        extra: dict[str, object] = {"max.poll.interval.ms": 300_000, "fetch.max.bytes": 64 * 1024 * 1024,
+                                    "fetch.wait.max.ms": 100}
         if self._instance_id:
             extra["group.instance.id"] = self._instance_id
         config = consumer_config(self._bootstrap, self._group_id, **extra)  # type: ignore[arg-type]
