@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -88,6 +89,23 @@ def list_topics(bootstrap: str, admin: AdminClient | None = None) -> dict[str, i
     return {name: len(t.partitions) for name, t in md.topics.items()}
 
 
+_COORDINATOR_BUSY = frozenset({"NOT_COORDINATOR", "COORDINATOR_LOAD_IN_PROGRESS", "COORDINATOR_NOT_AVAILABLE"})
+
+
+def committed_offsets(consumer: object, parts: list[object], timeout: float = TIMEOUT_S) -> list[object]:
+    """`consumer.committed(parts)`, waiting out a group coordinator that is still loading or moving
+    (a fresh broker answers NOT_COORDINATOR for a moment)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return consumer.committed(parts, timeout=min(10.0, timeout))  # type: ignore[attr-defined]
+        except KafkaException as exc:
+            err = exc.args[0]
+            if err.name() not in _COORDINATOR_BUSY or time.monotonic() >= deadline:
+                raise BrokerError(f"cannot read committed offsets: {err.str()}") from None
+            time.sleep(0.3)
+
+
 def group_lag(bootstrap: str, group_id: str, topics: Iterable[str]) -> int:
     """Messages in ``topics`` not yet committed by consumer group ``group_id`` (0 when caught up)."""
     from confluent_kafka import Consumer, TopicPartition
@@ -98,9 +116,8 @@ def group_lag(bootstrap: str, group_id: str, topics: Iterable[str]) -> int:
         parts = [TopicPartition(t, p) for t in topics if t in md.topics for p in md.topics[t].partitions]
         if not parts:
             return 0
-        committed = consumer.committed(parts, timeout=TIMEOUT_S)
         lag = 0
-        for tp in committed:
+        for tp in committed_offsets(consumer, parts):
             low, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=TIMEOUT_S)
             lag += max(0, high - (tp.offset if tp.offset >= 0 else low))
         return lag

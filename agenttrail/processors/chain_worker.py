@@ -19,6 +19,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from agenttrail.config import Settings
 from agenttrail.errors import AgentTrailError, BrokerError
+from agenttrail.kafka.admin import committed_offsets
 from agenttrail.kafka.clients import consumer_config, producer_config
 from agenttrail.kafka.topics import DLQ_TOPIC, EVENTS_PATTERN, ledger_topic, tenant_of_topic
 from agenttrail.metrics import METRICS, Metrics
@@ -243,7 +244,7 @@ class ChainWorker:
         except KafkaException as abort_exc:
             raise BrokerError(f"cannot abort transaction: {abort_exc}") from None
         assigned = self._consumer.assignment()
-        committed = self._consumer.committed(assigned, timeout=30)
+        committed = committed_offsets(self._consumer, assigned)
         self._on_revoke(self._consumer, assigned)
         self._on_assign(self._consumer, assigned)
         for tp in committed:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from agenttrail.kafka.admin import TopicSpec, ensure_topics
+from agenttrail.kafka.admin import TopicSpec, committed_offsets, ensure_topics
 from agenttrail.kafka.clients import consumer_config, producer_config
 from agenttrail.kafka.topics import ledger_topic
 from agenttrail.schemas.ledger import encode_ledger
@@ -56,7 +56,7 @@ def _committed(bootstrap: str, group: str, topics: list[str]) -> int:
     consumer = Consumer(consumer_config(bootstrap, group))
     try:
         parts = [TopicPartition(t, p) for t in topics for p in range(PARTITIONS)]
-        return sum(max(tp.offset, 0) for tp in consumer.committed(parts, timeout=10))
+        return sum(max(tp.offset, 0) for tp in committed_offsets(consumer, parts))
     finally:
         consumer.close()
 
