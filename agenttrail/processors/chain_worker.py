@@ -102,7 +102,7 @@ class ChainWorker:
     """Consumes every tenant's events topic (pattern subscription) as one member of GROUP_ID."""
 
     def __init__(self, settings: Settings, bootstrap: str, registry: RegistryLike,
-                 registry_lock: Callable[[], object] | None = None, *, name: str = "w0",
+                 *, name: str = "w0",
                  batch_size: int = 2000, metrics: Metrics = METRICS,
                  on_registry_miss: Callable[[], None] | None = None) -> None:
         self.settings = settings
