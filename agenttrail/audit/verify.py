@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from hashlib import sha256
-from typing import Protocol
+from typing import Any, Protocol
 
 from agenttrail import crypto
 from agenttrail.audit.report import AuditFailure, AuditReport
@@ -224,25 +224,25 @@ def _note_failure(check: str, tenant: str, exc: VerificationError, note: object)
                         f"{check} at time {getattr(note, 'time', '?')}")
 
 
+def _check_note_chain(kind: str, tenant: str, notes: Sequence[object], verify: Any,
+                      verifiers: Sequence[NoteVerifier], failures: list[AuditFailure]) -> None:
+    """Each note's signature and its link to the one before it, in log order."""
+    previous: object = None
+    for note in notes:
+        try:
+            verify(note, verifiers, previous=previous)
+        except VerificationError as exc:
+            failures.append(_note_failure(kind, tenant, exc, note))
+        previous = note
+
+
 def check_notes(tenant: str, checkpoints: Sequence[Checkpoint], anchors: Sequence[RetentionAnchor],
                 verifiers: Sequence[NoteVerifier], heads: dict[str, tuple[int, bytes]] | None,
                 failures: list[AuditFailure], notes: list[str]) -> tuple[int, int]:
     """Signatures and links of the tenant's checkpoints and anchors (in log order); with `heads`,
     the latest checkpoint covering exactly the stored event count must certify those heads."""
-    previous: object = None
-    for cp in checkpoints:
-        try:
-            verify_checkpoint(cp, verifiers, previous=previous)  # type: ignore[arg-type]
-        except VerificationError as exc:
-            failures.append(_note_failure("checkpoint", tenant, exc, cp))
-        previous = cp
-    prev_anchor: object = None
-    for anchor in anchors:
-        try:
-            verify_anchor(anchor, verifiers, previous=prev_anchor)  # type: ignore[arg-type]
-        except VerificationError as exc:
-            failures.append(_note_failure("anchor", tenant, exc, anchor))
-        prev_anchor = anchor
+    _check_note_chain("checkpoint", tenant, checkpoints, verify_checkpoint, verifiers, failures)
+    _check_note_chain("anchor", tenant, anchors, verify_anchor, verifiers, failures)
     if heads is None:
         return len(checkpoints), len(anchors)
     stored = sum(length for length, _ in heads.values())
