@@ -208,6 +208,11 @@ class _SignedNote:
     def body(self) -> str:
         raise NotImplementedError
 
+    def _common_lines(self) -> str:
+        """Origin, size, root, prev and time: the first five lines of both kinds of note."""
+        n = self  # type: ignore[assignment]
+        return f"{n.origin}\n{n.size}\n{_b64(n.root)}\nprev {_b64(n.prev)}\ntime {n.time}\n"  # type: ignore[attr-defined]
+
     @property
     def hash(self) -> bytes:
         """SHA-256 of the note body: the next note's `prev`."""
@@ -235,10 +240,7 @@ class Checkpoint(_SignedNote):
         return self.origin[len(ORIGIN_PREFIX) :]
 
     def body(self) -> str:
-        return (
-            f"{self.origin}\n{self.size}\n{_b64(self.root)}\n"
-            f"prev {_b64(self.prev)}\ntime {self.time}\nevents {self.events}\n"
-        )
+        return f"{self._common_lines()}events {self.events}\n"
 
     @classmethod
     def from_text(cls, text: str | bytes) -> Checkpoint:
@@ -324,10 +326,7 @@ class RetentionAnchor(_SignedNote):
 
     def body(self) -> str:
         head_lines = "".join(f"head {length} {_b64(head)} {sid}\n" for sid, length, head in self.heads)
-        return (
-            f"{self.origin}\n{self.size}\n{_b64(self.root)}\n"
-            f"prev {_b64(self.prev)}\ntime {self.time}\ncut {self.cut}\n{head_lines}"
-        )
+        return f"{self._common_lines()}cut {self.cut}\n{head_lines}"
 
     @classmethod
     def from_text(cls, text: str | bytes) -> RetentionAnchor:
