@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Protocol
 
 from agenttrail import crypto
@@ -90,9 +91,15 @@ def verify_event(value: bytes | None, key: bytes | None, topic_tenant: str, regi
         raise InvalidEvent("bad_signature", f"signature does not verify with key {env.key_id!r}")
     if env.ts - now_micros > policy.clock_skew_micros:  # late events are fine (offline spool)
         raise InvalidEvent("clock_skew", f"ts is {(env.ts - now_micros) / MICROS:.0f}s in the future")
-    if is_expired(RetentionPolicy(tenant.retention_days, policy.keep_forever_types), env.ts, now_micros, env.type):
+    if is_expired(_retention(tenant.retention_days, policy.keep_forever_types), env.ts, now_micros, env.type):
         raise InvalidEvent("expired", f"event is older than the tenant's {tenant.retention_days}-day retention")
     return Verified(env, message)
+
+
+@lru_cache(maxsize=256)
+def _retention(days: int, keep_forever_types: frozenset[str]) -> RetentionPolicy:
+    """One validated policy per (days, kept types), not one per event."""
+    return RetentionPolicy(days, keep_forever_types)
 
 
 def _check_canonical(payload: bytes) -> None:
