@@ -43,3 +43,28 @@ def test_known_cases() -> None:
     assert not is_canonical_fast(b"not json") and not is_canonical_fast(b'{"a":1}x')
     mixed = '{"\U0001f600":1,"\ue000":2}'.encode()
     assert is_canonical_fast(mixed) == is_canonical(mixed)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.floats(allow_nan=False, allow_infinity=False), st.integers(-3, 3))
+def test_float_tokens_agree(x: float, shift: int) -> None:
+    """Every spelling of a float (repr, ES6 form, fixed notation, exponent) gets the same answer."""
+    x = x * 10.0**shift if abs(x) < 1e300 else x
+    spellings = {repr(x), f"{x:.17g}", f"{x:f}", f"{x:e}", json.dumps(x)}
+    with contextlib.suppress(Exception):
+        spellings.add(canonical_json(x).decode())
+    for text in spellings:
+        for data in (text.encode(), f'{{"v":{text}}}'.encode(), f"[{text},1]".encode()):
+            assert is_canonical_fast(data) == is_canonical(data), data
+
+
+def test_plain_floats_take_the_fast_path() -> None:
+    from agenttrail.schemas import canonical
+
+    assert canonical._float_or_slow("0.0032") == 0.0032
+    for token in ("640.0", "1e-7", "1e+21", "0.00001", "-0.0", "1.50"):
+        with contextlib.suppress(canonical._Slow):
+            canonical._float_or_slow(token)
+            raise AssertionError(f"{token} must take the full check")
+    assert is_canonical_fast(b'{"cost_usd":0.0032,"latency_ms":640}')
+    assert not is_canonical_fast(b'{"cost_usd":0.0032,"latency_ms":640.0}')
