@@ -67,27 +67,63 @@ class Envelope:
 
 
 _seq_ts = struct.Struct(">qq").pack
-_NO_ATTRIBUTES = _u32(0)
+_HEAD_36 = SIGNING_DOMAIN + _u32(36)  # the domain tag and the length of a UUID event_id
+
+# Encoded parts shared by many events, bounded (cleared when full): the three ids of a session,
+# and (type, len(payload_sha256), key_id, at most one attribute) -> the parts around the hash.
+_PARTS_MAX = 8192
+_ids_parts: dict[tuple[str, str, str], bytes] = {}
+_type_tail_parts: dict[tuple[object, ...], tuple[bytes, bytes]] = {}
+
+
+def _str(text: str) -> bytes:
+    raw = text.encode("utf-8")
+    return _u32(len(raw)) + raw
+
+
+def _ids_part(ids: tuple[str, str, str]) -> bytes:
+    part = _str(ids[0]) + _str(ids[1]) + _str(ids[2])
+    if len(_ids_parts) >= _PARTS_MAX:
+        _ids_parts.clear()
+    _ids_parts[ids] = part
+    return part
+
+
+def _type_and_tail(env: Envelope, hash_len: int) -> tuple[bytes, bytes]:
+    """str(type) ‖ u32(len(payload_sha256)), and the attributes (sorted by UTF-8 key) ‖ str(key_id)."""
+    attrs = sorted((k.encode("utf-8"), v.encode("utf-8")) for k, v in env.attributes.items())
+    tail = _u32(len(attrs)) + b"".join(_u32(len(k)) + k + _u32(len(v)) + v for k, v in attrs)
+    return _str(env.type) + _u32(hash_len), tail + _str(env.key_id)
+
+
+def _cached_type_and_tail(env: Envelope, key: tuple[object, ...]) -> tuple[bytes, bytes]:
+    parts = _type_and_tail(env, len(env.payload_sha256))
+    if len(_type_tail_parts) >= _PARTS_MAX:
+        _type_tail_parts.clear()
+    _type_tail_parts[key] = parts
+    return parts
 
 
 def signing_bytes(env: Envelope) -> bytes:
     """The bytes the Ed25519 signature covers (docs/signing.md): every field but ``signature``
     and ``payload``, length-prefixed in a fixed order, attributes sorted by key.
 
-    Written flat (one join, no helper calls): it runs once per event in the verifier and the audit."""
+    It runs once per event in the verifier and the audit, so the parts that repeat across events
+    (session ids; type, key id and a single attribute) come from small caches keyed by the
+    strings themselves; only event_id, seq, ts and payload_sha256 are encoded every time."""
     try:
-        ev, te, ag, se = (env.event_id.encode("utf-8"), env.tenant_id.encode("utf-8"),
-                          env.agent_id.encode("utf-8"), env.session_id.encode("utf-8"))
-        ty, kid, ph = env.type.encode("utf-8"), env.key_id.encode("utf-8"), env.payload_sha256
-        if env.attributes:
-            attrs = sorted((k.encode("utf-8"), v.encode("utf-8")) for k, v in env.attributes.items())
-            attr_part = _u32(len(attrs)) + b"".join(_u32(len(k)) + k + _u32(len(v)) + v for k, v in attrs)
+        ev = env.event_id.encode("utf-8")
+        ph = env.payload_sha256
+        ids = (env.tenant_id, env.agent_id, env.session_id)
+        ids_part = _ids_parts.get(ids) or _ids_part(ids)
+        attributes = env.attributes
+        if len(attributes) > 1:
+            type_part, tail = _type_and_tail(env, len(ph))
         else:
-            attr_part = _NO_ATTRIBUTES
-        return b"".join((
-            SIGNING_DOMAIN, _u32(len(ev)), ev, _u32(len(te)), te, _u32(len(ag)), ag, _u32(len(se)), se,
-            _seq_ts(env.seq, env.ts), _u32(len(ty)), ty, _u32(len(ph)), ph, attr_part, _u32(len(kid)), kid,
-        ))
+            key = (env.type, len(ph), env.key_id, *attributes.items())
+            type_part, tail = _type_tail_parts.get(key) or _cached_type_and_tail(env, key)
+        head = _HEAD_36 if len(ev) == 36 else SIGNING_DOMAIN + _u32(len(ev))
+        return b"".join((head, ev, ids_part, _seq_ts(env.seq, env.ts), type_part, ph, tail))
     except UnicodeEncodeError:
         raise InvalidEvent("bad_field", "string field is not valid UTF-8 text") from None
     except (struct.error, AttributeError, TypeError) as exc:
