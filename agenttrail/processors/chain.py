@@ -52,10 +52,15 @@ def entry_hash(prev_hash: bytes, leaf: bytes) -> bytes:
     return sha256(ENTRY_PREFIX + prev_hash + leaf).digest()
 
 
+def next_head(prev_hash: bytes, signing_bytes: bytes) -> bytes:
+    """The entry hash of the event with ``signing_bytes`` appended after ``prev_hash``."""
+    return sha256(ENTRY_PREFIX + prev_hash + sha256(signing_bytes).digest()).digest()
+
+
 def extend(state: ChainState, signing_bytes: bytes) -> tuple[int, bytes, bytes, ChainState]:
     """Append one event: returns (chain_index, prev_hash, entry_hash, new_state)."""
     prev = state.head
-    digest = sha256(ENTRY_PREFIX + prev + sha256(signing_bytes).digest()).digest()
+    digest = next_head(prev, signing_bytes)
     index = state.index
     return index, prev, digest, ChainState(index + 1, digest)
 

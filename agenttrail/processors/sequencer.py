@@ -11,8 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from agenttrail.errors import InvalidEvent
-from agenttrail.processors.chain import GENESIS_HEAD, extend
-from agenttrail.processors.chain import ChainState as _ChainState
+from agenttrail.processors.chain import GENESIS_HEAD, next_head
 from agenttrail.processors.verify import RegistryLike, VerifyPolicy, verify_event
 from agenttrail.schemas.ledger import LedgerRecord
 
@@ -89,7 +88,8 @@ class SessionTable:
         if env.seq <= last:
             return Rejected("duplicate_seq", f"seq {env.seq} of agent {env.agent_id!r} already chained "
                                              f"(last {last})")
-        index, prev, entry, _ = extend(_ChainState(state.index, state.head), verified.signing_bytes)
+        index, prev = state.index, state.head
+        entry = next_head(prev, verified.signing_bytes)
         state.index = index + 1
         state.head = entry
         state.last_seq[env.agent_id] = env.seq

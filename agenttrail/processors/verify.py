@@ -15,7 +15,8 @@ from agenttrail import crypto
 from agenttrail.errors import InvalidEvent
 from agenttrail.processors.retention import RetentionPolicy, is_expired
 from agenttrail.schemas.canonical import canonical_json, is_canonical_fast
-from agenttrail.schemas.envelope import Envelope, check_fields, decode_envelope, signing_bytes
+from agenttrail.schemas.envelope import Envelope, check_fields, signing_bytes
+from agenttrail.schemas.envelope_fast import decode_signed
 
 MICROS = 1_000_000
 
@@ -64,7 +65,7 @@ def verify_event(value: bytes | None, key: bytes | None, topic_tenant: str, regi
         raise InvalidEvent("oversize", f"{len(value)} bytes > limit {policy.max_event_bytes}")
     if not key:
         raise InvalidEvent("empty_key", "message has no key (the session id)")
-    env = decode_envelope(value)  # malformed / unknown_schema
+    env, message = decode_signed(value)  # malformed / unknown_schema
     check_fields(env)  # bad_field
     if env.tenant_id != topic_tenant:
         raise InvalidEvent("tenant_mismatch",
@@ -86,7 +87,8 @@ def verify_event(value: bytes | None, key: bytes | None, topic_tenant: str, regi
         raise InvalidEvent("payload_hash_mismatch", "payload does not hash to payload_sha256")
     if policy.check_canonical_payload:
         _check_canonical(env.payload)
-    message = signing_bytes(env)
+    if message is None:  # the generic decoder was needed
+        message = signing_bytes(env)
     if not crypto.verify(status.public_key, message, env.signature):
         raise InvalidEvent("bad_signature", f"signature does not verify with key {env.key_id!r}")
     if env.ts - now_micros > policy.clock_skew_micros:  # late events are fine (offline spool)
