@@ -170,6 +170,10 @@ class RegistryView:
         self._fingerprints: dict[tuple[str, str], set[str]] = {}
         self._service_keys: dict[tuple[str, str], ServiceKeyRecord] = {}
         self.applied = 0
+        # Answers of tenant()/agent_key() that do not depend on the time, asked once per event by
+        # the verifier. apply() swaps in a fresh dict *after* changing the state, so an answer
+        # computed from older state can only land in a dict nobody reads any more.
+        self._memo: dict[tuple[str, ...], object] = {}
 
     # ---- applying records -------------------------------------------------------------------
     def apply(self, record: Record) -> None:
@@ -205,6 +209,7 @@ class RegistryView:
                 self._fingerprints.setdefault(ident, set()).add(record.fingerprint)
             case ServiceKeyRecord():
                 self._service_keys[(record.service, record.key_id)] = record
+        self._memo = {}
 
     def _apply_redeem(self, rec: RedeemRecord) -> None:
         rk = self._rks.get(rec.rk_id)
@@ -234,11 +239,17 @@ class RegistryView:
 
     # ---- tenants ----------------------------------------------------------------------------
     def tenant(self, tenant_id: str) -> Tenant | None:
+        memo = self._memo
+        found = memo.get(("tenant", tenant_id))
+        if found is not None:
+            return found  # type: ignore[return-value]
         rec = self._tenants.get(tenant_id)
         if rec is None:
             return None
         status = self._tenant_status.get(tenant_id)
-        return Tenant(tenant_id, status.status if status else "active", rec.retention_days, rec.created_at)
+        tenant = Tenant(tenant_id, status.status if status else "active", rec.retention_days, rec.created_at)
+        memo[("tenant", tenant_id)] = tenant
+        return tenant
 
     def tenants(self) -> list[Tenant]:
         return [t for t in (self.tenant(tid) for tid in sorted(self._tenants)) if t is not None]
@@ -354,8 +365,15 @@ class RegistryView:
         Fails closed: a key of another tenant is ``unknown_key``; a revoked agent's keys are refused
         whatever the timestamp; a rotated-out key is valid until the end of its grace period.
         """
+        memo = self._memo
+        ask = ("key", tenant_id, key_id, agent_id or "")
+        found = memo.get(ask)
+        if found is not None:
+            return found  # type: ignore[return-value]
+
         def refuse(reason: str, owner: str | None = None) -> AgentKeyStatus:
-            return AgentKeyStatus(False, reason, tenant_id, key_id, owner)
+            memo[ask] = status = AgentKeyStatus(False, reason, tenant_id, key_id, owner)
+            return status
 
         if agent_id is not None and (tenant_id, agent_id) not in self._agents:
             return refuse("unknown_agent", agent_id)
@@ -369,12 +387,17 @@ class RegistryView:
             return refuse("agent_revoked", owner)
         agent = self._agents[(tenant_id, owner)]
         until = agent.valid_until.get(generation)
-        if until is not None and at_ts_micros > until:
-            return refuse("key_expired", owner)
-        return AgentKeyStatus(
-            True, None, tenant_id, key_id, owner, agent.keys[generation][1], generation,
-            len(self._fingerprints.get((tenant_id, owner), ())) > 1,
-        )
+        if until is not None:  # a rotated-out key: the answer depends on the time, never memoised
+            if at_ts_micros > until:
+                return AgentKeyStatus(False, "key_expired", tenant_id, key_id, owner)
+            return self._valid_status(tenant_id, key_id, owner, agent, generation)
+        memo[ask] = status = self._valid_status(tenant_id, key_id, owner, agent, generation)
+        return status
+
+    def _valid_status(self, tenant_id: str, key_id: str, owner: str, agent: _Agent,
+                      generation: int) -> AgentKeyStatus:
+        return AgentKeyStatus(True, None, tenant_id, key_id, owner, agent.keys[generation][1], generation,
+                              len(self._fingerprints.get((tenant_id, owner), ())) > 1)
 
     # ---- service keys -----------------------------------------------------------------------
     def service_public_keys(self) -> list[ServiceKey]:

@@ -328,3 +328,27 @@ def test_secrets_never_in_encoded_records(rotations: int) -> None:
         assert secret.encode() not in blob
         assert body[10:].encode() not in blob  # only the 10-character lookup prefix is public
         assert len(secret) - scheme_len == 52
+
+
+def test_memoised_answers_follow_every_applied_record() -> None:
+    """The verifier asks the same questions per event; answers given before a change must not
+    survive it (revocation, a second fingerprint, tenant disabled, rotation)."""
+    view = view_with("acme")
+    agent, key_id, _ = register(view, "acme")
+    first = view.agent_key("acme", key_id, T0, agent)
+    assert first.valid and not first.clone_detected
+    assert view.agent_key("acme", key_id, T0, agent) is first  # memoised
+    apply(view, cmd.plan_fingerprint(view, "acme", agent, "fp-2", T0 + 1))
+    assert view.agent_key("acme", key_id, T0, agent).clone_detected
+    new_key = pk()
+    apply(view, cmd.plan_rotate_agent(view, "acme", agent, new_key, T0 + 3, grace_seconds=10))
+    old = view.agent_key("acme", key_id, T0 + 4 * S, agent)
+    assert old.valid  # within the grace period
+    assert view.agent_key("acme", key_id, T0 + 3 + 11 * S, agent).reason == "key_expired"  # time-dependent
+    assert view.agent_key("acme", key_id, T0 + 4 * S, agent).valid
+    apply(view, cmd.plan_revoke_agent(view, "acme", agent, T0 + 5))
+    assert view.agent_key("acme", key_id, T0, agent).reason == "agent_revoked"
+    assert view.tenant("acme").status == "active"
+    apply(view, cmd.plan_tenant_status(view, "acme", "disabled", T0 + 6))
+    assert view.tenant("acme").status == "disabled"
+    assert not view.agent_key("acme", crypto.key_id_for(new_key), T0 + 6, agent).valid
