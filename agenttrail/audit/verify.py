@@ -83,11 +83,12 @@ def group_sessions(records: Iterable[LedgerRecord],
     by_session: dict[SessionKey, dict[int, LedgerRecord]] = {}
     for rec in records:
         env = rec.envelope
-        slot = by_session.setdefault((env.tenant_id, env.session_id), {})
-        seen = slot.get(rec.chain_index)
-        if seen is None:
-            slot[rec.chain_index] = rec
-        elif seen != rec:
+        key = (env.tenant_id, env.session_id)
+        slot = by_session.get(key)
+        if slot is None:
+            slot = by_session[key] = {}
+        seen = slot.setdefault(rec.chain_index, rec)
+        if seen is not rec and seen != rec:
             failures.append(AuditFailure("chain", "conflicting_records", env.tenant_id, env.session_id,
                                          rec.chain_index, seen.envelope.event_id, env.event_id,
                                          "two different records claim this chain index"))
@@ -141,9 +142,8 @@ def check_session_chain(tenant: str, session: str, chain: list[LedgerRecord], an
                         failures: list[AuditFailure]) -> tuple[list[bytes | None], ChainState]:
     """Recompute one session's chain; returns (signing bytes per record, the head to certify)."""
     try:  # the fast path: every envelope well-formed
-        signing: list[bytes | None] = [signing_bytes(rec.envelope) for rec in chain]
-        entries = [(rec.chain_index, rec.prev_hash, rec.entry_hash, message)
-                   for rec, message in zip(chain, signing, strict=True)]
+        entries = [(rec.chain_index, rec.prev_hash, rec.entry_hash, signing_bytes(rec.envelope)) for rec in chain]
+        signing: list[bytes | None] = [entry[3] for entry in entries]
     except InvalidEvent:
         signing, entries = _signing_slow(tenant, session, chain, failures)
     last = chain[-1]
@@ -177,7 +177,7 @@ def _first_per_session(found: list[AuditFailure]) -> list[AuditFailure]:
 
 def check_payloads(tenant: str, session: str, chain: list[LedgerRecord]) -> list[AuditFailure]:
     bad = [rec for rec in chain
-           if rec.envelope.payload and sha256(rec.envelope.payload).digest() != rec.envelope.payload_sha256]
+           if (env := rec.envelope).payload and sha256(env.payload).digest() != env.payload_sha256]
     return _first_per_session([
         AuditFailure("payload", "payload_hash_mismatch", tenant, session, rec.chain_index,
                      rec.envelope.payload_sha256.hex(), sha256(rec.envelope.payload).hexdigest())
