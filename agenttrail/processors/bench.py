@@ -11,6 +11,9 @@ Reported rates:
   the group join and the ledger rebuild of every tenant partition the workers are assigned).
 - ``steady_s`` / ``events_per_s``: first to last ledger record committed (the processing rate).
 - ``events_per_s_per_worker`` = ``events_per_s / workers``; ``ratio`` = that / ``raw_verify_per_s``.
+- ``events_per_worker_cpu_s``: events over the CPU seconds the worker processes used (every
+  thread, librdkafka's included) in the steady window — the rate per worker core, which the
+  broker and anything else sharing the machine cannot dilute; ``ratio_per_core`` = that / raw.
 
 The workers join the shared chain consumer group: run the bench on a cluster where no other
 worker is running, or the partitions (and the rate) are shared with it.
@@ -110,15 +113,31 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(10)
 
 
+def cpu_seconds(pids: Sequence[int]) -> float | None:
+    """User+system CPU seconds used so far by these processes (all their threads); None off Linux."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime (fields 14, 15 of stat)
+    return total
+
+
 def watch_ledger(bootstrap: str, topic: str, expect: int, timeout: float,
-                 procs: Sequence[subprocess.Popen[bytes]] = ()) -> tuple[float, float]:
-    """Monotonic times of the first and the ``expect``-th committed ledger record of ``topic``."""
+                 procs: Sequence[subprocess.Popen[bytes]] = ()) -> tuple[float, float, float | None]:
+    """Monotonic times of the first and the ``expect``-th committed ledger record of ``topic``, and
+    the CPU seconds the ``procs`` used in between (None where /proc is not available)."""
     consumer = Consumer(consumer_config(bootstrap, f"bench-watch-{uuid.uuid4().hex[:8]}"))
     try:
         md = consumer.list_topics(topic, timeout=30)
         parts = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in md.topics[topic].partitions]
         consumer.assign(parts)
         seen, first = 0, 0.0
+        cpu_first: float | None = None
+        pids = [p.pid for p in procs]
         deadline = time.monotonic() + timeout
         while seen < expect:
             if time.monotonic() > deadline:
@@ -133,8 +152,11 @@ def watch_ledger(bootstrap: str, topic: str, expect: int, timeout: float,
                     continue
                 if not seen:
                     first = time.monotonic()
+                    cpu_first = cpu_seconds(pids)
                 seen += 1
-        return first, time.monotonic()
+        last, cpu_last = time.monotonic(), cpu_seconds(pids)
+        cpu = cpu_last - cpu_first if cpu_first is not None and cpu_last is not None else None
+        return first, last, cpu
     finally:
         consumer.close()
 
@@ -158,19 +180,24 @@ def bench_pipeline(bootstrap: str, events: int = 50_000, workers: int = 1, *, se
         started = time.monotonic()
         procs = [_start_worker(bootstrap, home, f"bench-{uuid.uuid4().hex[:6]}-{i}") for i in range(workers)]
         try:
-            first, last = watch_ledger(bootstrap, ledger_topic(tenant), events, timeout, procs)
+            first, last, cpu = watch_ledger(bootstrap, ledger_topic(tenant), events, timeout, procs)
         finally:
             for proc in procs:
                 _stop(proc)
     steady = max(last - first, 1e-6)
     rate = _rate(events, steady)
     per_worker = round(rate / workers, 1)
+    # Per core: events over the CPU seconds the workers used (all their threads) between the first
+    # and the last record — what one core of worker does, whatever else shares the machine.
+    per_core = _rate(events, cpu) if cpu else None
     result = {
         "events": events, "workers": workers, "tenant": tenant, "topic": events_topic(tenant),
         "produce_s": round(produce_s, 2), "wall_s": round(last - started, 2), "steady_s": round(steady, 2),
         "events_per_s": rate, "events_per_s_per_worker": per_worker,
         "wall_events_per_s_per_worker": round(_rate(events, last - started) / workers, 1),
+        "worker_cpu_s": round(cpu, 2) if cpu else None, "events_per_worker_cpu_s": per_core,
         "raw_verify_per_s": raw, "ratio": round(per_worker / raw, 3) if raw else 0.0,
+        "ratio_per_core": round(per_core / raw, 3) if raw and per_core else None,
     }
     logger.info("bench_pipeline: %s", result)
     return result

@@ -24,7 +24,7 @@ from agenttrail.kafka.clients import consumer_config, producer_config
 from agenttrail.kafka.topics import DLQ_TOPIC, EVENTS_PATTERN, ledger_topic, tenant_of_topic
 from agenttrail.metrics import METRICS, Metrics
 from agenttrail.processors.dlq import DlqRecord
-from agenttrail.processors.sequencer import Chained, SessionTable
+from agenttrail.processors.sequencer import Chained, Rejected, SessionTable
 from agenttrail.processors.verify import RegistryLike, VerifyPolicy
 from agenttrail.schemas.ledger import LedgerRecord, decode_ledger, encode_ledger_from_raw
 
@@ -118,6 +118,7 @@ class ChainWorker:
         self._last_sync = 0.0
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
+        self._routes: dict[str, tuple[str, str]] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
     def stop(self) -> None:
@@ -171,7 +172,7 @@ class ChainWorker:
         assert self._producer is not None and self._consumer is not None
         producer, consumer = self._producer, self._consumer
         offsets: dict[tuple[str, int], int] = {}
-        counts: dict[str, int] = {}
+        counts = {"agenttrail_consumed_total": 0, "agenttrail_chained_total": 0, "agenttrail_seq_gaps_total": 0}
         now = now_micros()
         producer.begin_transaction()
         try:
@@ -191,30 +192,45 @@ class ChainWorker:
             self._recover(exc)
             return
         for name, value in counts.items():
-            self.metrics.inc(name, value)
+            if value:
+                self.metrics.inc(name, value)
+
+    def _route(self, topic: str) -> tuple[str, str] | None:
+        """(tenant, ledger topic) of an events topic, looked up once per topic."""
+        route = self._routes.get(topic)
+        if route is None:
+            tenant = tenant_of_topic(topic)
+            if tenant is None:
+                return None
+            route = self._routes[topic] = (tenant, ledger_topic(tenant))
+        return route
 
     def _handle(self, msg: object, now: int, counts: dict[str, int]) -> None:
         topic, partition, offset = msg.topic(), msg.partition(), msg.offset()  # type: ignore[attr-defined]
         value, key = msg.value(), msg.key()  # type: ignore[attr-defined]
-        counts["agenttrail_consumed_total"] = counts.get("agenttrail_consumed_total", 0) + 1
-        tenant = tenant_of_topic(topic)
+        counts["agenttrail_consumed_total"] += 1
+        route = self._route(topic)
         table = self.tables.get((topic, partition))
-        if tenant is None or table is None:  # not ours (a revoke raced the batch): leave uncommitted
+        if route is None or table is None:  # not ours (a revoke raced the batch): leave uncommitted
             raise KafkaException(KafkaError(KafkaError._STATE, f"{topic}[{partition}] is not assigned"))
+        tenant, ledger = route
         outcome = table.process(value, key, tenant, partition, offset, self.registry, self.policy, now)
-        if not isinstance(outcome, Chained) and outcome.reason in REGISTRY_MISSES and self._catch_up():
+        if type(outcome) is not Chained and outcome.reason in REGISTRY_MISSES and self._catch_up():  # type: ignore
             outcome = table.process(value, key, tenant, partition, offset, self.registry, self.policy, now)
-        assert self._producer is not None
-        if isinstance(outcome, Chained):
+        if type(outcome) is Chained:
             rec = outcome.record
-            self._producer.produce(ledger_topic(tenant), key=key, value=encode_ledger_from_raw(value, rec),
+            self._producer.produce(ledger, value=encode_ledger_from_raw(value, rec), key=key,  # type: ignore[union-attr]
                                    partition=partition, headers=chain_headers(rec))
-            counts["agenttrail_chained_total"] = counts.get("agenttrail_chained_total", 0) + 1
+            counts["agenttrail_chained_total"] += 1
             if rec.seq_gap:
-                counts["agenttrail_seq_gaps_total"] = counts.get("agenttrail_seq_gaps_total", 0) + 1
+                counts["agenttrail_seq_gaps_total"] += 1
             return
+        self._dead_letter(outcome, topic, partition, offset, value, now, tenant)  # type: ignore[arg-type]
+
+    def _dead_letter(self, outcome: Rejected, topic: str, partition: int, offset: int, value: bytes | None,
+                     now: int, tenant: str) -> None:
         dlq = DlqRecord.rejection(outcome.reason, outcome.detail, topic, partition, offset, value, now)
-        self._producer.produce(DLQ_TOPIC, key=tenant.encode(), value=dlq.to_json())
+        self._producer.produce(DLQ_TOPIC, key=tenant.encode(), value=dlq.to_json())  # type: ignore[union-attr]
         self.metrics.inc("agenttrail_rejected_total", 1, help="events sent to the DLQ, by reason",
                          reason=outcome.reason)
 

@@ -17,3 +17,25 @@ def test_bench_pipeline_refuses_empty_runs() -> None:
         bench_pipeline("127.0.0.1:1", events=0)
     with pytest.raises(ValueError):
         bench_pipeline("127.0.0.1:1", events=10, workers=0)
+
+
+def test_cpu_seconds_follow_the_work_a_process_does() -> None:
+    import os
+    import subprocess
+    import sys
+
+    from agenttrail.processors.bench import cpu_seconds
+
+    spin = "import time\nt=time.process_time()\nwhile time.process_time()-t<0.6: pass\ntime.sleep(5)"
+    busy = subprocess.Popen([sys.executable, "-c", spin])
+    try:
+        import time
+
+        time.sleep(1.5)
+        used = cpu_seconds([busy.pid])
+        assert used is not None and 0.5 <= used < 1.5
+        assert cpu_seconds([busy.pid, os.getpid()]) > used
+    finally:
+        busy.kill()
+        busy.wait()
+    assert cpu_seconds([2**22 + 12345]) is None  # no such process
