@@ -80,9 +80,19 @@ def _progress(label: str, total: int | None, enabled: bool) -> Iterator[Callable
         return
     columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn()]
-    with Progress(*columns, console=err, transient=True) as progress:
+    # No auto-refresh thread: `audit verify` forks worker processes only from a single-threaded process.
+    with Progress(*columns, console=err, transient=True, auto_refresh=False) as progress:
         task = progress.add_task(label, total=total)
-        yield lambda n: progress.advance(task, n)
+        shown = 0.0
+
+        def tick(n: int) -> None:
+            nonlocal shown
+            progress.advance(task, n)
+            if time.monotonic() - shown > 0.1:
+                progress.refresh()
+                shown = time.monotonic()
+
+        yield tick
 
 
 def _micros(value: str | None, what: str) -> int | None:
@@ -174,6 +184,10 @@ def verify(
     signatures: bool = typer.Option(True, "--signatures/--no-signatures", help="Check agent signatures."),
     api_key: str | None = typer.Option(None, "--api-key",
                                        help="When `serve` owns the embedded store: verify through its API."),
+    jobs: int | None = typer.Option(None, "--jobs", "-j", min=1,
+                                    help="Processes checking sessions (default: one per CPU; 1 = this one). "
+                                         "Workers are forked only where that is safe (Linux, no other thread "
+                                         "in this process, e.g. not with --source clickhouse on chDB)."),
     as_json: bool = JSON,
 ) -> None:
     validate_tenant_id(tenant)
@@ -182,9 +196,9 @@ def verify(
     start, end = _micros(since, "from"), _micros(until, "to")
     settings = load_settings()
     store = None
-    if source == "clickhouse" or compare:
+    if source == "clickhouse":
         store = _open_store(settings)
-        if store is None and source == "clickhouse":
+        if store is None:
             show(_via_api(settings, session, api_key), as_json, f"audit verify {tenant} (via API)")
             return
     whole = session is None and start is None and end is None
@@ -194,13 +208,17 @@ def verify(
                 loaded = load_from_kafka(_bootstrap(settings), tenant, session_id=session, progress=tick)
         else:
             loaded = load_from_store(store, tenant, session)
-        _window(loaded, start, end)
-        with _progress("verifying", len(loaded.records), not as_json) as tick:
-            report = verify_records(loaded.records, view, checkpoints=loaded.checkpoints, anchors=loaded.anchors,
-                                    service_keys=service_verifiers(view), signatures=signatures,
-                                    whole_tenant=whole, tenant_id=tenant, source=source, progress=tick)
+    # The registry is closed and its view stays as it was read. With its threads gone, verify_records
+    # may fork workers; that is also why ClickHouse (chDB starts threads) is opened for the ledger
+    # comparison only afterwards.
+    _window(loaded, start, end)
+    with _progress("verifying", len(loaded.records), not as_json) as tick:
+        report = verify_records(loaded.records, view, checkpoints=loaded.checkpoints, anchors=loaded.anchors,
+                                service_keys=service_verifiers(view), signatures=signatures,
+                                whole_tenant=whole, tenant_id=tenant, source=source, progress=tick, jobs=jobs)
     report = report.with_failures(loaded.failures)
     if source == "ledger" and compare:
+        store = _open_store(settings)
         if store is None:
             report = report.with_notes("ClickHouse comparison skipped: the embedded store is owned by a "
                                        "running server (use --source clickhouse --api-key …)")

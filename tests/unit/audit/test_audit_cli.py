@@ -84,3 +84,16 @@ def test_verify_through_the_api_when_serve_owns_the_store() -> None:
             _via_api(settings, None, None)
     finally:
         server.shutdown()
+
+
+def test_progress_display_starts_no_thread() -> None:
+    """`audit verify` forks its workers only from a single-threaded process: the bar must not add one."""
+    import threading
+
+    from agenttrail.cli.audit import _progress
+
+    before = threading.active_count()
+    with _progress("verifying", 10, True) as tick:
+        tick(4)
+        tick(6)
+        assert threading.active_count() == before
