@@ -33,6 +33,10 @@ logger = logging.getLogger(__name__)
 GROUP_ID = "agenttrail-chain"
 REBUILD_TIMEOUT_S = 120.0
 REGISTRY_SYNC_EVERY_S = 2.0
+# consume() returns when a batch is full or after this long: a light stream is chained (and its
+# transaction committed) within ~50 ms instead of waiting for a full batch; a heavy one fills the
+# batch before the wait ends.
+BATCH_WAIT_S = 0.05
 REGISTRY_MISSES = frozenset({"unknown_agent", "unknown_key", "unknown_tenant"})
 
 
@@ -141,7 +145,7 @@ class ChainWorker:
         logger.info("chain worker %s consuming %s", self.name, EVENTS_PATTERN)
         try:
             while not self._stop.is_set():
-                msgs = consumer.consume(num_messages=self.batch_size, timeout=0.2)
+                msgs = consumer.consume(num_messages=self.batch_size, timeout=BATCH_WAIT_S)
                 if msgs:
                     self._process_batch(msgs)
         finally:

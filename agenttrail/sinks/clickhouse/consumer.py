@@ -49,7 +49,7 @@ class ClickHouseSinkRunner:
         group_id: str = GROUP_ID,
         instance_id: str | None = None,
         batch_rows: int = 10_000,
-        max_age_s: float = 0.5,
+        max_age_s: float = 0.25,
         retention_days: int | Callable[[str], int] | None = None,
     ) -> None:
         self._bootstrap = bootstrap or settings.kafka_bootstrap
@@ -119,7 +119,7 @@ class ClickHouseSinkRunner:
         clean = False
         try:
             while not stop_event.is_set():
-                for msg in consumer.consume(num_messages=5_000, timeout=0.2):
+                for msg in consumer.consume(num_messages=5_000, timeout=0.05):
                     error = msg.error()
                     if error is not None:
                         if error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART:

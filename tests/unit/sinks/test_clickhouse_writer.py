@@ -56,18 +56,21 @@ def test_batches_cut_by_size_at_aligned_offsets(records: list[LedgerRecord]) -> 
     assert sink.pending_rows == 600
 
 
-def test_batches_cut_by_age_and_per_partition(records: list[LedgerRecord]) -> None:
+def test_batches_cut_by_age_one_insert_per_table(records: list[LedgerRecord]) -> None:
     store, clock = FakeStore(), Clock()
     sink = ClickHouseSink(store, batch_rows=10_000, max_age_s=1.0, clock=clock)  # type: ignore[arg-type]
     sink.add_ledger(TOPIC, 0, 5, records[0])
     clock.now = 0.5
     sink.add_ledger(TOPIC, 2, 7, records[1])
+    sink.add("agenttrail.dlq", 0, 3, b"acme", b'{"reason":"malformed"}')
     assert not sink.due()
     clock.now = 1.2
     assert sink.due()
-    assert sink.flush() == {(TOPIC, 0): 6}  # partition 2 is only 0.7 s old
-    assert sink.flush(force=True) == {(TOPIC, 2): 8}
-    assert [(t, n) for t, n, _ in store.inserts] == [("events", 1), ("events", 1)]
+    # partition 0 is due; partition 2 (0.7 s old) rides along in the same insert; the DLQ waits
+    assert sink.flush() == {(TOPIC, 0): 6, (TOPIC, 2): 8}
+    assert [(t, n) for t, n, _ in store.inserts] == [("events", 2)]
+    assert sink.flush(force=True) == {("agenttrail.dlq", 0): 4}
+    assert [(t, n) for t, n, _ in store.inserts] == [("events", 2), ("dlq", 1)]
 
 
 def test_failed_insert_releases_no_offset_and_clears_batch(records: list[LedgerRecord]) -> None:
