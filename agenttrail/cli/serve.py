@@ -8,7 +8,6 @@ import logging
 import typer
 
 from agenttrail.config import load_settings
-from agenttrail.serve import ServeOptions, serve
 
 
 def register(app: typer.Typer) -> None:
@@ -24,6 +23,10 @@ def serve_command(
                                   help="Open the live control plane (keys, registration, authentication)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
+    # imported here: it loads pyarrow and the like, whose threads would make every other command's
+    # process multi-threaded (`audit verify` forks its workers only from a single-threaded one)
+    from agenttrail.serve import ServeOptions, serve
+
     logging.getLogger().setLevel(logging.INFO if verbose else logging.WARNING)
     settings = load_settings()
     asyncio.run(serve(settings, ServeOptions(sinks=sinks, registry=registry, host=host, port=port)))
