@@ -6,13 +6,10 @@ stops (also on Ctrl-C and on errors); nothing is left behind.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -23,6 +20,7 @@ from typing import Any
 from agenttrail.config import Settings
 from agenttrail.errors import AgentTrailError
 from agenttrail.kafka.broker import LocalBroker, free_port
+from agenttrail.processes import spawn_cli, stop_processes
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +44,12 @@ class LocalStack:
         return f"http://127.0.0.1:{self.api_port}"
 
     def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update({
+        """The whole environment of a child of this stack."""
+        return {**os.environ, **self.env_overrides()}
+
+    def env_overrides(self) -> dict[str, str]:
+        """What a child of this stack gets on top of this process's environment."""
+        return {
             "AGENTTRAIL_HOME": str(self.home),
             "AGENTTRAIL_KAFKA_BOOTSTRAP": self.bootstrap,
             "AGENTTRAIL_CLICKHOUSE_URL": self.settings.clickhouse_url,
@@ -58,8 +60,7 @@ class LocalStack:
             "AGENTTRAIL_CHECKPOINT_INTERVAL_SECONDS": str(int(self.settings.checkpoint_interval_seconds)),
             "AGENTTRAIL_EMBEDDER_THREADS": "1",
             "HF_HUB_OFFLINE": "1",
-        })
-        return env
+        }
 
     # -- start ---------------------------------------------------------------------------------
     def start_broker(self) -> str:
@@ -71,12 +72,7 @@ class LocalStack:
         return self.bootstrap
 
     def spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        self.home.mkdir(parents=True, exist_ok=True)
-        log = open(self.home / f"{name}.log", "ab")  # noqa: SIM115 - the child owns the handle
-        proc = subprocess.Popen([sys.executable, "-m", "agenttrail.cli", *args], env=self.env(),
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
-        log.close()
+        proc = spawn_cli(args, self.env_overrides(), self.home / f"{name}.log")
         self.children[name] = proc
         return proc
 
@@ -140,19 +136,7 @@ class LocalStack:
 
     # -- stop ----------------------------------------------------------------------------------
     def stop(self) -> None:
-        for proc in reversed(list(self.children.values())):
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 30
-        for proc in self.children.values():
-            left = max(0.1, deadline - time.monotonic())
-            try:
-                proc.wait(left)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+        stop_processes(list(self.children.values()), 30, group=True)
         self.children.clear()
         if self.broker is not None:
             self.broker.stop()
