@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -43,6 +41,7 @@ from agenttrail.control.service import Registry
 from agenttrail.errors import BrokerError
 from agenttrail.kafka.clients import consumer_config
 from agenttrail.kafka.topics import events_topic, ledger_topic
+from agenttrail.processes import spawn_cli, stop_process
 from agenttrail.producers.client import AgentClient
 from agenttrail.producers.producer import EventProducer
 from agenttrail.schemas.envelope import signing_bytes
@@ -96,21 +95,9 @@ def produce_events(bootstrap: str, agents: Sequence[ProvisionedAgent], events: i
 
 
 def _start_worker(bootstrap: str, home: Path, name: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "AGENTTRAIL_KAFKA_BOOTSTRAP": bootstrap, "AGENTTRAIL_HOME": str(home)}
-    log = open(home / f"worker-{name}.log", "ab")  # noqa: SIM115 - the child owns it
-    return subprocess.Popen(
-        [sys.executable, "-m", "agenttrail.cli", "worker", "--name", name, "--no-embed", "--no-checkpoints"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+    return spawn_cli(["worker", "--name", name, "--no-embed", "--no-checkpoints"],
+                     {"AGENTTRAIL_KAFKA_BOOTSTRAP": bootstrap, "AGENTTRAIL_HOME": str(home)},
+                     home / f"worker-{name}.log")
 
 
 def cpu_seconds(pids: Sequence[int]) -> float | None:
@@ -183,7 +170,7 @@ def bench_pipeline(bootstrap: str, events: int = 50_000, workers: int = 1, *, se
             first, last, cpu = watch_ledger(bootstrap, ledger_topic(tenant), events, timeout, procs)
         finally:
             for proc in procs:
-                _stop(proc)
+                stop_process(proc, 30)
     steady = max(last - first, 1e-6)
     rate = _rate(events, steady)
     per_worker = round(rate / workers, 1)
