@@ -19,6 +19,9 @@ never shares one with an unrelated fact:
                                       compaction. (Writing redeems as updates to ``rk:<id>`` would let
                                       compaction keep the *last* redeem and crown the loser.)
                                       The winning redeem *is* the agent's registration (generation 0).
+- ``rk-revoke:<rk_id>:<revoke_id>``   one record per revoke attempt, keyed uniquely for the same
+                                      reason as redeems: whichever of the first revoke and the first
+                                      redeem comes first in the log wins, before and after compaction.
 - ``agentkey:<t>:<agent>:<gen>:<key_id>``  a rotation to generation ``gen``; first one per gen wins.
 - ``agent-revoke:<t>:<agent>``        permanent.
 - ``agent-fp:<t>:<agent>:<sha256(fp)[:16]>``  each distinct machine fingerprint seen; two or more
@@ -233,6 +236,28 @@ class RedeemRecord(BaseRecord):
 
 
 @dataclass(frozen=True, slots=True)
+class RegistrationKeyRevokeRecord(BaseRecord):
+    """``rk_id`` may no longer be redeemed: it wins over any redeem after it in the log and loses to
+    one before it (that agent stays registered; revoke the agent to undo it)."""
+
+    KIND: ClassVar[str] = "registration_key_revoke"
+    rk_id: str
+    tenant_id: str
+    revoke_id: str
+    at: int
+
+    def __post_init__(self) -> None:
+        validate_id(self.rk_id, "registration key id")
+        check_tenant(self.tenant_id)
+        validate_id(self.revoke_id, "revoke id")
+        check_ts(self.at, "at")
+
+    @property
+    def key(self) -> str:
+        return f"rk-revoke:{self.rk_id}:{self.revoke_id}"
+
+
+@dataclass(frozen=True, slots=True)
 class AgentKeyRecord(BaseRecord):
     """Rotation of an agent to ``generation``; the previous key stays valid until ``previous_valid_until``."""
 
@@ -320,15 +345,15 @@ class ServiceKeyRecord(BaseRecord):
 
 Record = (
     TenantRecord | TenantStatusRecord | ApiKeyRecord | ApiKeyRotateRecord | ApiKeyRevokeRecord
-    | ApiKeyUsedRecord | RegistrationKeyRecord | RedeemRecord | AgentKeyRecord | AgentRevokeRecord
-    | AgentFingerprintRecord | ServiceKeyRecord
+    | ApiKeyUsedRecord | RegistrationKeyRecord | RedeemRecord | RegistrationKeyRevokeRecord
+    | AgentKeyRecord | AgentRevokeRecord | AgentFingerprintRecord | ServiceKeyRecord
 )
 RECORD_TYPES: dict[str, type[BaseRecord]] = {
     cls.KIND: cls
     for cls in (
         TenantRecord, TenantStatusRecord, ApiKeyRecord, ApiKeyRotateRecord, ApiKeyRevokeRecord,
-        ApiKeyUsedRecord, RegistrationKeyRecord, RedeemRecord, AgentKeyRecord, AgentRevokeRecord,
-        AgentFingerprintRecord, ServiceKeyRecord,
+        ApiKeyUsedRecord, RegistrationKeyRecord, RedeemRecord, RegistrationKeyRevokeRecord,
+        AgentKeyRecord, AgentRevokeRecord, AgentFingerprintRecord, ServiceKeyRecord,
     )
 }
 

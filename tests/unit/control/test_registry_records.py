@@ -22,6 +22,7 @@ from agenttrail.control.records import (
     InvalidRecord,
     RedeemRecord,
     RegistrationKeyRecord,
+    RegistrationKeyRevokeRecord,
     ServiceKeyRecord,
     TenantRecord,
     TenantStatusRecord,
@@ -43,6 +44,7 @@ def samples() -> list[object]:
         ApiKeyUsedRecord("ak_1", "acme", T0),
         RegistrationKeyRecord("rk_1", "acme", "abcdefghij", "1" * 64, "", T0, T0 + 10),
         RedeemRecord("rk_1", "acme", "ag_1", "ed25519:0011223344556677", PK, "fp-1", T0),
+        RegistrationKeyRevokeRecord("rk_1", "acme", "rkr_1", T0),
         AgentKeyRecord("acme", "ag_1", 1, "ed25519:8899aabbccddeeff", PK, T0, T0 + 1),
         AgentRevokeRecord("acme", "ag_1", T0, "lost laptop"),
         AgentFingerprintRecord("acme", "ag_1", "fp-2", T0),
@@ -75,6 +77,48 @@ def test_distinct_facts_never_share_a_key() -> None:
     r1 = AgentKeyRecord("acme", "ag_1", 1, "k1", PK, T0, T0)
     r2 = AgentKeyRecord("acme", "ag_1", 1, "k2", PK, T0, T0)
     assert r1.key != r2.key
+
+
+def test_two_revokes_of_one_registration_key_keep_separate_keys() -> None:
+    """Compaction keeps one record per key at the *later* offset; if two revokes shared a key, a
+    redeem written between them would lose before compaction and win after it."""
+    a = RegistrationKeyRevokeRecord("rk_1", "acme", "rkr_1", T0)
+    b = RegistrationKeyRevokeRecord("rk_1", "acme", "rkr_2", T0)
+    assert a.key != b.key and a.key.startswith("rk-revoke:rk_1:")
+
+
+# Values written before the registration_key_revoke kind existed; they must still decode as they are.
+OLD_RECORDS = [
+    (b"rk:rk_1", b'{"created_at":1700000000000000,"expires_at":1700000000000010,"kind":"registration_key",'
+     b'"name":"","prefix":"abcdefghij","rk_id":"rk_1","secret_sha256":"' + b"1" * 64 + b'","tenant_id":"acme",'
+     b'"v":1}'),
+    (b"rk-redeem:rk_1:ag_1", b'{"agent_id":"ag_1","at":1700000000000000,"fingerprint":"fp-1",'
+     b'"key_id":"ed25519:0011223344556677","kind":"registration_redeem",'
+     b'"public_key":"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=","rk_id":"rk_1","tenant_id":"acme","v":1}'),
+    (b"tenant-status:acme", b'{"at":1700000000000000,"kind":"tenant_status","status":"disabled",'
+     b'"tenant_id":"acme","v":1}'),
+]
+
+
+@pytest.mark.parametrize(("key", "value"), OLD_RECORDS, ids=lambda x: x.decode()[:20])
+def test_records_written_before_the_revoke_kind_still_decode(key: bytes, value: bytes) -> None:
+    record = decode_record(value, key)
+    assert encode_record(record) == (key, value)  # byte for byte
+
+
+@pytest.mark.parametrize("mutation", [
+    {"revoke_id": ""},
+    {"revoke_id": "a:b"},
+    {"rk_id": None},
+    {"tenant_id": "Bad Tenant"},
+    {"at": -1},
+    {"agent_id": "ag_1"},
+])
+def test_bad_registration_key_revokes_are_refused(mutation: dict[str, object]) -> None:
+    obj = RegistrationKeyRevokeRecord("rk_1", "acme", "rkr_1", T0).to_json()
+    obj.update(mutation)
+    with pytest.raises(InvalidRecord):
+        decode_record(json.dumps(obj).encode())
 
 
 def test_kafka_key_must_match_entity() -> None:
