@@ -67,10 +67,13 @@ class RegistrationKeyInfo:
     expires_at: int
     redeemed_by: str | None
     redeemed_at: int | None
+    revoked_at: int | None = None  # a key is either redeemed or revoked, never both
 
     def status(self, now: int) -> str:
         if self.redeemed_by is not None:
             return "redeemed"
+        if self.revoked_at is not None:
+            return "revoked"
         return "expired" if now > self.expires_at else "active"
 
 

@@ -28,11 +28,12 @@ from agenttrail.control.records import (
     ControlError,
     RedeemRecord,
     RegistrationKeyRecord,
+    RegistrationKeyRevokeRecord,
     TenantRecord,
     TenantStatusRecord,
     validate_id,
 )
-from agenttrail.control.view import AgentInfo, ApiKeyInfo, RegistryView, Tenant
+from agenttrail.control.view import AgentInfo, ApiKeyInfo, RegistrationKeyInfo, RegistryView, Tenant
 from agenttrail.errors import NotFound, TenantError
 from agenttrail.kafka.topics import validate_tenant_id
 
@@ -137,6 +138,30 @@ def plan_registration_key(view: RegistryView, tenant_id: str, ttl_seconds: int, 
         expires_at=now + ttl_seconds * MICROS,
     )
     return record, secret
+
+
+def require_registration_key(view: RegistryView, rk_id: str,
+                             tenant_id: str | None = None) -> RegistrationKeyInfo:
+    info = view.registration_key(rk_id)
+    if info is None or (tenant_id is not None and info.tenant_id != tenant_id):
+        raise NotFound(f"unknown registration key {rk_id!r}")
+    return info
+
+
+def plan_revoke_registration_key(view: RegistryView, rk_id: str, now: int,
+                                 tenant_id: str | None = None) -> RegistrationKeyRevokeRecord | None:
+    """Revoke an unused registration key; None when it is revoked already (nothing to write).
+
+    A redeemed key cannot be revoked: it did its one job, and its agent is revoked on its own.
+    An expired key can (it reads "revoked" afterwards).
+    """
+    info = require_registration_key(view, rk_id, tenant_id)
+    if info.redeemed_by is not None:
+        raise ControlError(f"registration key {rk_id} was already used (it registered agent "
+                           f"{info.redeemed_by}); revoke the agent instead")
+    if info.revoked_at is not None:
+        return None
+    return RegistrationKeyRevokeRecord(rk_id, info.tenant_id, new_id("rkr"), now)
 
 
 def _public_key(public_key: bytes) -> bytes:

@@ -1,9 +1,11 @@
 """RegistryView: the pure materialized view of ``agenttrail.registry`` (no I/O, no clock).
 
 ``apply(record)`` is idempotent. It is order-dependent exactly where the log decides: the first valid
-redeem of a registration key registers the agent, and the first rotation to a given generation wins;
-any later competitor is ignored, both while consuming live and when rebuilding after compaction
-(those records have unique keys, so compaction keeps them in their original order).
+redeem of a registration key registers the agent unless a revocation of that key came first (a
+revocation after the winning redeem changes nothing), and the first rotation to a given generation
+wins; any later competitor is ignored, both while consuming live and when rebuilding after
+compaction (those records have unique keys, so compaction keeps them in their original order).
+The values it answers with are in answers.py.
 Times are epoch microseconds.
 """
 
@@ -40,6 +42,7 @@ from agenttrail.control.records import (
     Record,
     RedeemRecord,
     RegistrationKeyRecord,
+    RegistrationKeyRevokeRecord,
     ServiceKeyRecord,
     TenantRecord,
     TenantStatusRecord,
@@ -74,6 +77,7 @@ class RegistryView:
         self._rks: dict[str, RegistrationKeyRecord] = {}
         self._rk_by_prefix: dict[str, set[str]] = {}
         self._redeemed: dict[str, RedeemRecord] = {}
+        self._rk_revoked: dict[str, RegistrationKeyRevokeRecord] = {}
         self._agents: dict[tuple[str, str], _Agent] = {}
         self._key_index: dict[tuple[str, str], tuple[str, int]] = {}  # (tenant, key_id) -> (agent, gen)
         self._agent_revoked: dict[tuple[str, str], int] = {}
@@ -109,6 +113,8 @@ class RegistryView:
                 self._rk_by_prefix.setdefault(record.prefix, set()).add(record.rk_id)
             case RedeemRecord():
                 self._apply_redeem(record)
+            case RegistrationKeyRevokeRecord():
+                self._apply_rk_revoke(record)
             case AgentKeyRecord():
                 self._apply_rotation(record)
             case AgentRevokeRecord():
@@ -127,6 +133,8 @@ class RegistryView:
             return
         if rec.rk_id in self._redeemed:  # single use: the first redeem in the log won
             return
+        if rec.rk_id in self._rk_revoked:  # revoked earlier in the log
+            return
         ident = (rec.tenant_id, rec.agent_id)
         if ident in self._agents or (rec.tenant_id, rec.key_id) in self._key_index:
             return
@@ -134,6 +142,14 @@ class RegistryView:
         self._agents[ident] = _Agent(registration=rec, keys={0: (rec.key_id, rec.public_key)})
         self._key_index[(rec.tenant_id, rec.key_id)] = (rec.agent_id, 0)
         self._fingerprints.setdefault(ident, set()).add(rec.fingerprint)
+
+    def _apply_rk_revoke(self, rec: RegistrationKeyRevokeRecord) -> None:
+        rk = self._rks.get(rec.rk_id)
+        if rk is None or rk.tenant_id != rec.tenant_id:
+            return
+        if rec.rk_id in self._redeemed:  # the redeem came first in the log: its agent stays
+            return
+        self._rk_revoked.setdefault(rec.rk_id, rec)  # the first revocation's time is kept
 
     def _apply_rotation(self, rec: AgentKeyRecord) -> None:
         ident = (rec.tenant_id, rec.agent_id)
@@ -227,6 +243,8 @@ class RegistryView:
             raise CredentialRejected("wrong_tenant", "registration key belongs to another tenant")
         if rk.rk_id in self._redeemed:
             raise CredentialRejected("redeemed", f"registration key {rk.rk_id} was already used")
+        if rk.rk_id in self._rk_revoked:
+            raise CredentialRejected("revoked", f"registration key {rk.rk_id} has been revoked")
         if now > rk.expires_at:
             raise CredentialRejected("expired", f"registration key {rk.rk_id} has expired")
         tenant = self.tenant(rk.tenant_id)
@@ -237,17 +255,21 @@ class RegistryView:
     def redeem_winner(self, rk_id: str) -> RedeemRecord | None:
         return self._redeemed.get(rk_id)
 
+    def _rk_info(self, rk: RegistrationKeyRecord) -> RegistrationKeyInfo:
+        won = self._redeemed.get(rk.rk_id)
+        revoked = self._rk_revoked.get(rk.rk_id)
+        return RegistrationKeyInfo(
+            rk.rk_id, rk.tenant_id, rk.prefix, rk.name, rk.created_at, rk.expires_at,
+            won.agent_id if won else None, won.at if won else None, revoked.at if revoked else None,
+        )
+
+    def registration_key(self, rk_id: str) -> RegistrationKeyInfo | None:
+        rk = self._rks.get(rk_id)
+        return self._rk_info(rk) if rk else None
+
     def registration_keys(self, tenant_id: str) -> list[RegistrationKeyInfo]:
-        out = []
-        for rk in sorted(self._rks.values(), key=lambda r: (r.created_at, r.rk_id)):
-            if rk.tenant_id != tenant_id:
-                continue
-            won = self._redeemed.get(rk.rk_id)
-            out.append(RegistrationKeyInfo(
-                rk.rk_id, rk.tenant_id, rk.prefix, rk.name, rk.created_at, rk.expires_at,
-                won.agent_id if won else None, won.at if won else None,
-            ))
-        return out
+        recs = (r for r in self._rks.values() if r.tenant_id == tenant_id)
+        return [self._rk_info(r) for r in sorted(recs, key=lambda r: (r.created_at, r.rk_id))]
 
     # ---- agents -----------------------------------------------------------------------------
     def agent(self, tenant_id: str, agent_id: str) -> AgentInfo | None:
