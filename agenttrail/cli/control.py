@@ -63,7 +63,8 @@ def api_key_row(k: ApiKeyInfo, now: int) -> dict[str, Any]:
 def rk_row(r: RegistrationKeyInfo, now: int) -> dict[str, Any]:
     return {"rk_id": r.rk_id, "tenant_id": r.tenant_id, "prefix": f"rk_{r.prefix}…", "name": r.name,
             "status": r.status(now), "created_at": _time(r.created_at),
-            "expires_at": _time(r.expires_at), "redeemed_by": r.redeemed_by}
+            "expires_at": _time(r.expires_at), "redeemed_by": r.redeemed_by,
+            "revoked_at": _time(r.revoked_at)}
 
 
 def agent_row(a: AgentInfo) -> dict[str, Any]:
@@ -77,6 +78,16 @@ def _show_secret(row: dict[str, Any], secret: str, as_json: bool, title: str) ->
     emit({**row, "secret": secret}, as_json=as_json, title=title)
     if not as_json:
         console.print("[yellow]Store the secret now: it is shown once and kept nowhere.[/yellow]")
+
+
+def _show_change(row: dict[str, Any], changed: bool, as_json: bool, title: str, unchanged: str) -> None:
+    """The row after a state change; a one-line note instead when there was nothing to change."""
+    if as_json:
+        emit({**row, "changed": changed}, as_json=True)
+    elif changed:
+        emit(row, as_json=False, title=title)
+    else:
+        console.print(f"{unchanged}; nothing changed.")
 
 
 tenants = typer.Typer(help="Tenants: their topics, retention and status.", no_args_is_help=True)
@@ -204,7 +215,17 @@ def rks_list(tenant: str = TENANT, as_json: bool = JSON) -> None:
     now = now_micros()
     with _registry() as reg:
         emit([rk_row(r, now) for r in reg.registration_keys(tenant)], as_json=as_json,
-             title="registration keys")
+             title="registration keys", columns=["rk_id", "prefix", "name", "status", "created_at",
+                                                 "expires_at", "redeemed_by", "revoked_at"])
+
+
+@rks.command("revoke")
+def rks_revoke(rk_id: str, tenant: str = OPT_TENANT, as_json: bool = JSON) -> None:
+    """Revoke an unused registration key: it can no longer register an agent."""
+    with _registry() as reg:
+        info, changed = reg.revoke_registration_key(rk_id, tenant_id=tenant)
+        _show_change(rk_row(info, now_micros()), changed, as_json, "registration key",
+                     f"registration key {rk_id} is already revoked")
 
 
 @agents.command("register")

@@ -337,21 +337,38 @@ class Registry:
             record, secret = cmd.plan_registration_key(view, tenant_id, ttl_seconds, self._clock(),
                                                        name=name)
         self.write(record)
+        return self._registration_key(record.rk_id), secret
+
+    def _registration_key(self, rk_id: str) -> RegistrationKeyInfo:
         with self.read() as view:
-            info = next(r for r in view.registration_keys(tenant_id) if r.rk_id == record.rk_id)
-        return info, secret
+            return cmd.require_registration_key(view, rk_id)
 
     def registration_keys(self, tenant_id: str) -> list[RegistrationKeyInfo]:
         with self.read() as view:
             cmd.require_tenant(view, tenant_id, active=False)
             return view.registration_keys(tenant_id)
 
+    def revoke_registration_key(self, rk_id: str, *,
+                                tenant_id: str | None = None) -> tuple[RegistrationKeyInfo, bool]:
+        """Revoke an unused key: the key afterwards, and whether anything was written (False: it was
+        revoked already). A redeem that reaches the log first wins; then this raises ControlError."""
+        self.sync()
+        with self.read() as view:
+            record = cmd.plan_revoke_registration_key(view, rk_id, self._clock(), tenant_id)
+        if record is not None:
+            self.write(record)
+        info = self._registration_key(rk_id)
+        if info.redeemed_by is not None:
+            raise ControlError(f"registration key {rk_id} was redeemed (agent {info.redeemed_by}) "
+                               "before the revocation reached the log; revoke the agent instead")
+        return info, record is not None
+
     def register_agent(self, rk_secret: str, public_key: bytes, fingerprint: str, *,
                        tenant_id: str | None = None) -> tuple[str, str]:
         """Redeem a single-use ``rk_…`` key: (agent_id, key_id), or CredentialRejected.
 
         Two concurrent redeems may both be written; the first in the log wins and the other
-        caller gets ``CredentialRejected('redeemed')``.
+        caller gets ``CredentialRejected('redeemed')`` (``'revoked'`` when a revocation came first).
         """
         self.sync()
         with self.read() as view:
@@ -360,6 +377,9 @@ class Registry:
         self.write(record)
         with self.read() as view:
             winner = view.redeem_winner(record.rk_id)
+            revoked = cmd.require_registration_key(view, record.rk_id).revoked_at is not None
+        if revoked:
+            raise CredentialRejected("revoked", f"registration key {record.rk_id} has been revoked")
         if winner is None or winner.agent_id != record.agent_id:
             raise CredentialRejected("redeemed", f"registration key {record.rk_id} was already used")
         logger.info("registered agent %s in tenant %s", record.agent_id, record.tenant_id)

@@ -81,3 +81,34 @@ def test_cli_errors_are_one_line(cli) -> None:
     cli("tenants", "create", t)
     err = cli("keys", "create", "-t", t, "-s", "root", code=2)
     assert "unknown scopes" in err
+
+
+def test_cli_registration_key_revoke(cli, tmp_path: Path) -> None:
+    t = f"cli-{uuid.uuid4().hex[:8]}"
+    cli("tenants", "create", t)
+    rk = json.loads(cli("registration-keys", "create", "-t", t, "--json"))
+    revoked = json.loads(cli("registration-keys", "revoke", rk["rk_id"], "-t", t, "--json"))
+    assert (revoked["status"], revoked["changed"]) == ("revoked", True) and revoked["revoked_at"]
+    assert rk["secret"] not in cli.outputs[-1]  # type: ignore[attr-defined]
+    assert "already revoked; nothing changed" in cli("registration-keys", "revoke", rk["rk_id"])
+    assert json.loads(cli("registration-keys", "revoke", rk["rk_id"], "--json"))["changed"] is False
+    [listed] = json.loads(cli("registration-keys", "list", "-t", t, "--json"))
+    assert (listed["rk_id"], listed["status"], listed["redeemed_by"]) == (rk["rk_id"], "revoked", None)
+    assert "revoked" in cli("registration-keys", "list", "-t", t)
+
+    # redeeming it now fails like a used or expired key does: one line, the reason, no key file left
+    err = cli("agents", "register", "-t", t, "-k", rk["secret"], "--key-file", str(tmp_path / "a.key"), code=2)
+    assert err.startswith("error:") and "revoked" in err and "Traceback" not in err, err
+    assert not (tmp_path / "a.key").exists()
+
+    used = json.loads(cli("registration-keys", "create", "-t", t, "--json"))
+    agent = json.loads(cli("agents", "register", "-t", t, "-k", used["secret"],
+                           "--key-file", str(tmp_path / "b.key"), "--json"))
+    err = cli("registration-keys", "revoke", used["rk_id"], code=2)
+    assert "already used" in err and agent["agent_id"] in err, err
+    for args in (("registration-keys", "revoke", "rk_nothing"),
+                 ("registration-keys", "revoke", used["rk_id"], "-t", "some-other-tenant"),
+                 ("registration-keys", "revoke", "Bad Id!")):
+        err = cli(*args, code=2)
+        assert err.startswith("error:") and "unknown registration key" in err and "Traceback" not in err, err
+
