@@ -154,9 +154,23 @@ def tenants_set_retention(tenant_id: str, days: int, as_json: bool = JSON) -> No
 
 @tenants.command("disable")
 def tenants_disable(tenant_id: str, as_json: bool = JSON) -> None:
-    """Disable a tenant: its API keys stop authenticating."""
+    """Disable a tenant: its API keys stop authenticating, its registration keys cannot be redeemed
+    and its agents' events are dead-lettered (tenant_disabled). `tenants enable` undoes it."""
+    _set_status(tenant_id, "disabled", as_json)
+
+
+@tenants.command("enable")
+def tenants_enable(tenant_id: str, as_json: bool = JSON) -> None:
+    """Re-enable a disabled tenant; revoked keys and agents stay revoked."""
+    _set_status(tenant_id, "active", as_json)
+
+
+def _set_status(tenant_id: str, status: str, as_json: bool) -> None:
+    validate_tenant_id(tenant_id)
     with _registry() as reg:
-        emit(tenant_row(reg.disable_tenant(tenant_id)), as_json=as_json, title="tenant")
+        tenant, changed = reg.set_tenant_status(tenant_id, status)
+        _show_change(tenant_row(tenant), changed, as_json, "tenant",
+                     f"tenant {tenant_id!r} is already {status}")
 
 
 @keys.command("create")

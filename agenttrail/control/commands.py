@@ -17,6 +17,7 @@ from agenttrail.control.credentials import (
     new_id,
     new_rk_secret,
 )
+from agenttrail.control.record_base import TENANT_STATUSES
 from agenttrail.control.records import (
     SCOPES,
     AgentFingerprintRecord,
@@ -68,8 +69,14 @@ def plan_retention(view: RegistryView, tenant_id: str, retention_days: int) -> T
     return TenantRecord(tenant_id, _retention(retention_days), tenant.created_at)
 
 
-def plan_tenant_status(view: RegistryView, tenant_id: str, status: str, now: int) -> TenantStatusRecord:
-    require_tenant(view, tenant_id, active=False)
+def plan_tenant_status(view: RegistryView, tenant_id: str, status: str,
+                       now: int) -> TenantStatusRecord | None:
+    """The record that puts the tenant in ``status``; None when it is in it already (nothing to write)."""
+    if status not in TENANT_STATUSES:
+        raise ControlError(f"unknown tenant status {status!r}; choose from {sorted(TENANT_STATUSES)}")
+    tenant = require_tenant(view, tenant_id, active=False)
+    if tenant.status == status:
+        return None
     return TenantStatusRecord(tenant_id, status, now)
 
 

@@ -255,14 +255,19 @@ class Registry:
         self.write(record)
         return self._tenant(tenant_id)
 
-    def set_tenant_status(self, tenant_id: str, status: str) -> Tenant:
+    def set_tenant_status(self, tenant_id: str, status: str) -> tuple[Tenant, bool]:
+        """The tenant afterwards, and whether anything was written (False: it had that status)."""
         with self.read() as view:
             record = cmd.plan_tenant_status(view, tenant_id, status, self._clock())
-        self.write(record)
-        return self._tenant(tenant_id)
+        if record is not None:
+            self.write(record)
+        return self._tenant(tenant_id), record is not None
 
     def disable_tenant(self, tenant_id: str) -> Tenant:
-        return self.set_tenant_status(tenant_id, "disabled")
+        return self.set_tenant_status(tenant_id, "disabled")[0]
+
+    def enable_tenant(self, tenant_id: str) -> Tenant:
+        return self.set_tenant_status(tenant_id, "active")[0]
 
     # ---- API keys ---------------------------------------------------------------------------
     def create_api_key(self, tenant_id: str, scopes: list[str] | tuple[str, ...], *, name: str = "",

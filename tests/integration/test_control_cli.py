@@ -112,3 +112,23 @@ def test_cli_registration_key_revoke(cli, tmp_path: Path) -> None:
         err = cli(*args, code=2)
         assert err.startswith("error:") and "unknown registration key" in err and "Traceback" not in err, err
 
+
+def test_cli_tenant_disable_and_enable(cli) -> None:
+    t = f"cli-{uuid.uuid4().hex[:8]}"
+    cli("tenants", "create", t)
+    assert f"tenant '{t}' is already active; nothing changed" in cli("tenants", "enable", t)
+    off = json.loads(cli("tenants", "disable", t, "--json"))
+    assert (off["status"], off["changed"]) == ("disabled", True)
+    assert "already disabled; nothing changed" in cli("tenants", "disable", t)
+    assert json.loads(cli("tenants", "disable", t, "--json"))["changed"] is False
+    err = cli("keys", "create", "-t", t, "-s", "*", code=2)
+    assert "disabled" in err
+    assert "active" in cli("tenants", "enable", t)  # the table of the re-enabled tenant
+    assert json.loads(cli("tenants", "show", t, "--json"))["status"] == "active"
+    key = json.loads(cli("keys", "create", "-t", t, "-s", "*", "--json"))
+    assert key["status"] == "active"
+    for verb in ("enable", "disable"):
+        for bad in ("nobody-here", "Bad Tenant!"):
+            err = cli("tenants", verb, bad, code=2)
+            assert err.startswith("error:") and err.count("error:") == 1 and "Traceback" not in err, err
+        assert "unknown tenant" in cli("tenants", verb, "nobody-here", code=2)
