@@ -1,65 +1,41 @@
-"""Registry: the I/O shell around RegistryView.
+"""Registry: the control-plane operations, on top of RegistryLog (registry_log.py).
 
-A confluent-kafka producer (acks=all, idempotent) writes records to the compacted single-partition
-topic ``agenttrail.registry``; a consumer thread (no consumer-group commits: it assigns the
-partition and reads from the beginning) applies them to a local RegistryView. Every writer returns
-only after its own record has been applied locally (read-your-writes), and operations whose outcome
-the log decides (redeem, agent key rotation) re-read the view to learn whether they won.
+Each operation plans its records with the pure functions of commands.py against the local view,
+writes them and returns once they are applied locally (read-your-writes); operations whose outcome
+the log decides (redeem, registration key revoke, agent key rotation) re-read the view to learn
+whether they won. The consumer thread's tick flushes API-key usage.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from collections.abc import Callable
 
 from agenttrail import crypto
 from agenttrail.config import Settings
 from agenttrail.control import commands as cmd
 from agenttrail.control.credentials import CredentialRejected
-from agenttrail.control.records import (
-    ApiKeyUsedRecord,
-    ControlError,
-    InvalidRecord,
-    Record,
-    ServiceKeyRecord,
-    decode_record,
-    encode_record,
-)
+from agenttrail.control.records import ApiKeyUsedRecord, ControlError, ServiceKeyRecord
+from agenttrail.control.registry_log import RegistryLog, now_micros, registry_topic_spec
 from agenttrail.control.view import (
     AgentInfo,
     AgentKeyStatus,
     ApiKeyInfo,
     ApiKeyPrincipal,
     RegistrationKeyInfo,
-    RegistryView,
     ServiceKey,
     Tenant,
 )
 from agenttrail.errors import BrokerError
 from agenttrail.kafka.admin import TopicSpec, alter_topic_config, ensure_topics
-from agenttrail.kafka.clients import consumer_config, producer_config
-from agenttrail.kafka.topics import REGISTRY_TOPIC, events_topic, ledger_topic
+from agenttrail.kafka.topics import events_topic, ledger_topic
+
+__all__ = ["Registry", "RegistryLog", "now_micros", "registry_topic_spec", "tenant_topic_specs"]
 
 logger = logging.getLogger(__name__)
 
 DAY_MS = 86_400_000
-USAGE_FLUSH_SECONDS = 30.0
 USAGE_RESOLUTION_MICROS = 60 * 1_000_000  # last-used is kept to the minute: no record per request
-
-
-def now_micros() -> int:
-    return time.time_ns() // 1000
-
-
-def registry_topic_spec() -> TopicSpec:
-    """One partition so the log order is total; compacted so it stays small."""
-    return TopicSpec(REGISTRY_TOPIC, 1, {"cleanup.policy": "compact", "min.insync.replicas": "1"})
 
 
 def tenant_topic_specs(settings: Settings, tenant_id: str, retention_days: int) -> list[TopicSpec]:
@@ -68,22 +44,14 @@ def tenant_topic_specs(settings: Settings, tenant_id: str, retention_days: int) 
             TopicSpec(ledger_topic(tenant_id), settings.partitions, dict(config))]
 
 
-class Registry:
+class Registry(RegistryLog):
     """A process's live copy of the control plane, and the only writer of registry records."""
 
     def __init__(self, settings: Settings, bootstrap: str, *,
                  clock: Callable[[], int] = now_micros) -> None:
+        super().__init__(bootstrap)
         self.settings = settings
-        self.bootstrap = bootstrap
         self._clock = clock
-        self._view = RegistryView()
-        self._cond = threading.Condition(threading.RLock())
-        self._applied = -1  # offset of the last record applied
-        self._eof = -1  # high watermark seen at the last end-of-partition
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._producer: Producer | None = None
-        self._failure: str | None = None
         self._usage: dict[str, tuple[str, int]] = {}  # key_id -> (tenant, last used)
 
     @classmethod
@@ -94,135 +62,13 @@ class Registry:
         return cls(settings, settings.kafka_bootstrap or resolve_bootstrap(settings)).start(timeout)
 
     # ---- lifecycle --------------------------------------------------------------------------
-    def start(self, timeout: float = 30.0) -> Registry:
-        ensure_topics(self.bootstrap, [registry_topic_spec()])
-        self._producer = Producer(producer_config(self.bootstrap, **{"linger.ms": 0}))
-        consumer = Consumer(consumer_config(
-            self.bootstrap, f"agenttrail-registry-{uuid.uuid4().hex}",
-            **{"enable.partition.eof": True, "isolation.level": "read_uncommitted"}))
-        consumer.assign([TopicPartition(REGISTRY_TOPIC, 0, OFFSET_BEGINNING)])
-        self._thread = threading.Thread(target=self._run, args=(consumer,), name="registry-view",
-                                        daemon=True)
-        self._thread.start()
-        self.sync(timeout)
-        return self
-
     def close(self) -> None:
         if self._producer is not None:
             self.flush_usage()
-            self._producer.flush(10)
-            self._producer = None
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
-            self._thread = None
+        super().close()
 
-    def __enter__(self) -> Registry:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _run(self, consumer: Consumer) -> None:
-        next_flush = time.monotonic() + USAGE_FLUSH_SECONDS
-        try:
-            while not self._stop.is_set():
-                msg = consumer.poll(0.1)
-                if time.monotonic() >= next_flush:
-                    next_flush = time.monotonic() + USAGE_FLUSH_SECONDS
-                    self.flush_usage()
-                if msg is None:
-                    continue
-                if msg.error():
-                    if msg.error().code() == KafkaError._PARTITION_EOF:
-                        with self._cond:
-                            self._eof = msg.offset()
-                            self._cond.notify_all()
-                    else:
-                        logger.warning("registry consumer: %s", msg.error().str())
-                    continue
-                self._apply(msg.key(), msg.value(), msg.offset())
-        except Exception as exc:  # keep the reason; waiters fail instead of hanging
-            logger.exception("registry consumer stopped")
-            with self._cond:
-                self._failure = str(exc)
-                self._cond.notify_all()
-        finally:
-            consumer.close()
-
-    def _apply(self, key: bytes | None, value: bytes | None, offset: int) -> None:
-        with self._cond:
-            if value is not None:  # a tombstone carries nothing to apply
-                try:
-                    self._view.apply(decode_record(value, key))
-                except InvalidRecord as exc:
-                    logger.warning("skipping invalid registry record at offset %d (key %r): %s",
-                                   offset, key, exc)
-            self._applied = offset
-            self._cond.notify_all()
-
-    # ---- read-your-writes -------------------------------------------------------------------
-    def wait_for(self, offset: int, timeout: float = 30.0) -> None:
-        """Block until the record at ``offset`` (or a later one) has been applied locally."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._applied < offset and self._eof <= offset:
-                if self._failure is not None:
-                    raise BrokerError(f"registry consumer failed: {self._failure}")
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise BrokerError(f"registry view did not reach offset {offset} within {timeout}s")
-                self._cond.wait(left)
-
-    def sync(self, timeout: float = 30.0) -> None:
-        """Catch up with everything written to the registry so far (by any process)."""
-        probe = Consumer(consumer_config(self.bootstrap, "agenttrail-registry-probe"))
-        deadline = time.monotonic() + timeout
-        try:
-            while True:  # a just-created topic can be unknown to the metadata for a moment
-                try:
-                    _, high = probe.get_watermark_offsets(TopicPartition(REGISTRY_TOPIC, 0), timeout=timeout)
-                    break
-                except Exception as exc:
-                    if time.monotonic() >= deadline:
-                        raise BrokerError(f"cannot read the registry at {self.bootstrap}: {exc}") from None
-                    time.sleep(0.2)
-        finally:
-            probe.close()
-        if high > 0:
-            self.wait_for(high - 1, timeout)
-        else:
-            self.wait_for(-1, timeout)
-
-    def write(self, *records: Record, wait: bool = True) -> int:
-        """Produce records in order; return the last offset once applied locally (when ``wait``)."""
-        if self._producer is None:
-            raise BrokerError("the registry is not started")
-        offsets: list[int] = []
-        errors: list[str] = []
-
-        def delivered(err: KafkaError | None, msg: object) -> None:
-            if err is not None:
-                errors.append(err.str())
-            else:
-                offsets.append(msg.offset())  # type: ignore[attr-defined]
-
-        for record in records:
-            key, value = encode_record(record)
-            self._producer.produce(REGISTRY_TOPIC, value=value, key=key, on_delivery=delivered)
-        left = self._producer.flush(30)
-        if errors or left or len(offsets) != len(records):
-            raise BrokerError(f"registry write failed: {'; '.join(errors) or 'delivery timed out'}")
-        last = max(offsets)
-        if wait:
-            self.wait_for(last)
-        return last
-
-    @contextmanager
-    def read(self) -> Iterator[RegistryView]:
-        """The view, held still while the caller reads it."""
-        with self._cond:
-            yield self._view
+    def _tick(self) -> None:
+        self.flush_usage()
 
     # ---- tenants ----------------------------------------------------------------------------
     def create_tenant(self, tenant_id: str, retention_days: int | None = None) -> Tenant:
