@@ -29,6 +29,7 @@ class Settings:
     max_event_bytes: int = 900_000
     clock_skew_seconds: int = 300
     checkpoint_interval_seconds: float = 10.0
+    chain_snapshot_seconds: float = 60.0  # 0: never snapshot (a new owner folds the whole ledger)
     key_grace_seconds: int = 86_400
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -92,6 +93,7 @@ def load_settings(environ: dict[str, str] | None = None, dotenv: Path | None = P
         max_event_bytes=_int(env, "MAX_EVENT_BYTES", 900_000, minimum=1024),
         clock_skew_seconds=_int(env, "CLOCK_SKEW_SECONDS", 300, minimum=1),
         checkpoint_interval_seconds=float(_int(env, "CHECKPOINT_INTERVAL_SECONDS", 10, minimum=1)),
+        chain_snapshot_seconds=float(_int(env, "CHAIN_SNAPSHOT_SECONDS", 60, minimum=0)),
         key_grace_seconds=_int(env, "KEY_GRACE_SECONDS", 86_400, minimum=0),
         extra={k: v for k, v in (
             ("embedder_threads", env.get(ENV_PREFIX + "EMBEDDER_THREADS", "")),

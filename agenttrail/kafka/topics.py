@@ -13,6 +13,7 @@ DLQ_TOPIC = f"{PREFIX}.dlq"
 REGISTRY_TOPIC = f"{PREFIX}.registry"
 CHECKPOINTS_TOPIC = f"{PREFIX}.checkpoints"
 EMBEDDINGS_TOPIC = f"{PREFIX}.embeddings"
+CHAIN_SNAPSHOTS_TOPIC = f"{PREFIX}.chain-snapshots"  # compacted: chain state per events partition
 
 EVENTS_PATTERN = r"^agenttrail\.[a-z0-9][a-z0-9_-]*\.events$"
 LEDGER_PATTERN = r"^agenttrail\.[a-z0-9][a-z0-9_-]*\.ledger$"

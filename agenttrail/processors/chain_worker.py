@@ -19,19 +19,20 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from agenttrail.config import Settings
 from agenttrail.errors import AgentTrailError, BrokerError
-from agenttrail.kafka.admin import committed_offsets
+from agenttrail.kafka.admin import committed_offsets, ensure_topics, system_topic_specs
 from agenttrail.kafka.clients import consumer_config, producer_config
-from agenttrail.kafka.topics import DLQ_TOPIC, EVENTS_PATTERN, ledger_topic, tenant_of_topic
+from agenttrail.kafka.partition_reader import read_partitions
+from agenttrail.kafka.topics import CHAIN_SNAPSHOTS_TOPIC, DLQ_TOPIC, EVENTS_PATTERN, ledger_topic, tenant_of_topic
 from agenttrail.metrics import METRICS, Metrics
 from agenttrail.processors.dlq import DlqRecord
 from agenttrail.processors.sequencer import Chained, Rejected, SessionTable
+from agenttrail.processors.snapshot_io import fold, ledger_end, load_snapshots, new_snapshot, write_snapshots
 from agenttrail.processors.verify import RegistryLike, VerifyPolicy
-from agenttrail.schemas.ledger import LedgerRecord, decode_ledger, encode_ledger_from_raw
+from agenttrail.schemas.ledger import LedgerRecord, encode_ledger_from_raw
 
 logger = logging.getLogger(__name__)
 
 GROUP_ID = "agenttrail-chain"
-REBUILD_TIMEOUT_S = 120.0
 REGISTRY_SYNC_EVERY_S = 2.0
 # consume() returns when a batch is full or after this long: a light stream is chained (and its
 # transaction committed) within ~50 ms instead of waiting for a full batch; a heavy one fills the
@@ -47,53 +48,6 @@ def now_micros() -> int:
 def policy_from(settings: Settings) -> VerifyPolicy:
     return VerifyPolicy(max_event_bytes=settings.max_event_bytes,
                         clock_skew_micros=settings.clock_skew_seconds * 1_000_000)
-
-
-def read_ledger_partitions(bootstrap: str, parts: list[tuple[str, int]],
-                           timeout: float = REBUILD_TIMEOUT_S) -> dict[tuple[str, int], list[bytes]]:
-    """Every committed record value of the given ledger partitions, from the beginning to the end.
-
-    One consumer reads them all (a worker that takes over many tenants rebuilds in one pass);
-    empty partitions are not even assigned."""
-    out: dict[tuple[str, int], list[bytes]] = {p: [] for p in parts}
-    if not parts:
-        return out
-    consumer = Consumer(consumer_config(bootstrap, f"{GROUP_ID}-rebuild", **{"enable.partition.eof": True}))
-    try:
-        ends: dict[tuple[str, int], int] = {}
-        known = consumer.list_topics(timeout=30).topics
-        for topic, partition in parts:
-            if topic not in known:  # an events topic without a tenant (no ledger yet): nothing chained
-                continue
-            for attempt in range(20):  # a just-created topic can be unknown for a moment
-                try:
-                    low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
-                    break
-                except KafkaException as exc:
-                    if attempt == 19:
-                        raise BrokerError(f"reading {topic}[{partition}]: {exc}") from None
-                    time.sleep(0.25)
-            if high > low:
-                ends[(topic, partition)] = high
-        if not ends:
-            return out
-        consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t, p in ends])
-        pending = set(ends)
-        deadline = time.monotonic() + timeout
-        while pending and time.monotonic() < deadline:
-            for msg in consumer.consume(num_messages=10_000, timeout=0.5):
-                err = msg.error()
-                if err is None:
-                    out[(msg.topic(), msg.partition())].append(msg.value())
-                elif err.code() != KafkaError._PARTITION_EOF:
-                    raise BrokerError(f"reading {msg.topic()}[{msg.partition()}]: {err.str()}")
-            positions = consumer.position([TopicPartition(t, p) for t, p in pending])
-            pending -= {(tp.topic, tp.partition) for tp in positions if tp.offset >= ends[(tp.topic, tp.partition)]}
-        if pending:
-            raise BrokerError(f"rebuilding chain state from {len(pending)} ledger partitions took over {timeout:.0f}s")
-        return out
-    finally:
-        consumer.close()
 
 
 def chain_headers(rec: LedgerRecord) -> list[tuple[str, bytes]]:
@@ -123,6 +77,10 @@ class ChainWorker:
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._routes: dict[str, tuple[str, str]] = {}
+        self.snapshot_every = settings.chain_snapshot_seconds
+        self._snapshot_partitions = 0
+        self._dirty: set[tuple[str, int]] = set()
+        self._snapshot_at: dict[tuple[str, int], float] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
     def stop(self) -> None:
@@ -140,6 +98,8 @@ class ChainWorker:
             "group.instance.id": f"agenttrail-chain-{self.name}", "session.timeout.ms": 10000,
             "max.poll.interval.ms": 300000, "fetch.wait.max.ms": 50}))
         self._producer, self._consumer = producer, consumer
+        if self.snapshot_every > 0:
+            self._snapshot_partitions = self._snapshot_topic(consumer)
         consumer.subscribe([EVENTS_PATTERN], on_assign=self._on_assign, on_revoke=self._on_revoke,
                            on_lost=self._on_revoke)
         logger.info("chain worker %s consuming %s", self.name, EVENTS_PATTERN)
@@ -154,22 +114,85 @@ class ChainWorker:
             finally:
                 producer.flush(10)
 
+    def _snapshot_topic(self, consumer: Consumer) -> int:
+        """Make sure the snapshot topic exists; its partition count (0 turns snapshots off)."""
+        spec = next(s for s in system_topic_specs(self.settings.partitions, self.settings.retention_days)
+                    if s.name == CHAIN_SNAPSHOTS_TOPIC)
+        try:
+            ensure_topics(self.bootstrap, [spec])
+            meta = consumer.list_topics(CHAIN_SNAPSHOTS_TOPIC, timeout=30).topics.get(CHAIN_SNAPSHOTS_TOPIC)
+        except (BrokerError, KafkaException) as exc:
+            logger.warning("chain snapshots off: %s", exc)
+            self.snapshot_every = 0
+            return 0
+        return len(meta.partitions) if meta is not None and meta.partitions else 0
+
     # -- rebalance -----------------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Rebuild the state of the assigned partitions: the newest snapshot of each (if any and if
+        it is consistent with the ledger) plus the ledger records after it; else the whole ledger."""
         wanted = {(tp.topic, tp.partition): (ledger_topic(tenant), tp.partition)
                   for tp in partitions if (tenant := tenant_of_topic(tp.topic)) is not None}
-        values = read_ledger_partitions(self.bootstrap, list(wanted.values()))
+        snapshots = load_snapshots(self.bootstrap, list(wanted), self._snapshot_partitions) \
+            if self.snapshot_every > 0 else {}
+        for source, snap in list(snapshots.items()):
+            if snap.ledger_offset > ledger_end(consumer, wanted[source]):  # a ledger recreated since
+                del snapshots[source]
+        values = read_partitions(self.bootstrap, list(wanted.values()),
+                                 {wanted[s]: snap.ledger_offset for s, snap in snapshots.items()})
+        restored = 0
         for source, ledger in wanted.items():
-            table = SessionTable()
-            for value in values[ledger]:
-                table.absorb(decode_ledger(value))
-            self.tables[source] = table
-        logger.info("assigned %d partitions: %d sessions rebuilt from %d ledger records", len(wanted),
-                    sum(len(self.tables[s]) for s in wanted), sum(len(v) for v in values.values()))
+            snap = snapshots.get(source)
+            table = fold(values[ledger], snap)
+            if table is None:
+                logger.warning("snapshot of %s[%d] does not continue into its ledger: folding the whole ledger",
+                               *source)
+                values[ledger] = read_partitions(self.bootstrap, [ledger])[ledger]
+                table = fold(values[ledger])
+                snap = None
+            restored += snap is not None
+            self.tables[source] = table  # type: ignore[assignment]
+            if snap is None and values[ledger]:
+                self._dirty.add(source)  # a full fold: snapshot it at the next commit
+                self._snapshot_at[source] = 0.0
+            else:
+                self._snapshot_at[source] = time.monotonic()
+        folded = sum(len(v) for v in values.values())
+        logger.info("assigned %d partitions (%d from snapshots): %d sessions, %d ledger records folded",
+                    len(wanted), restored, sum(len(self.tables[s]) for s in wanted), folded)
+        self.metrics.inc("agenttrail_chain_partitions_restored_total", restored,
+                         help="partitions whose chain state came from a snapshot on assignment")
+        self.metrics.inc("agenttrail_chain_ledger_records_folded_total", folded,
+                         help="ledger records folded to rebuild chain state on assignment")
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             self.tables.pop((tp.topic, tp.partition), None)
+            self._dirty.discard((tp.topic, tp.partition))
+
+    def _snapshot_due(self) -> None:
+        """Right after a commit (the tables are exactly the fold of the committed ledger), snapshot
+        the partitions that changed and whose last snapshot is older than the interval."""
+        if self.snapshot_every <= 0 or not self._dirty:
+            return
+        now = time.monotonic()
+        due = [s for s in self._dirty
+               if s in self.tables and now - self._snapshot_at.get(s, 0.0) >= self.snapshot_every]
+        if not due:
+            return
+        assert self._producer is not None and self._consumer is not None
+        snaps = []
+        for topic, partition in due:
+            route = self._route(topic)
+            if route is None:
+                continue
+            end = ledger_end(self._consumer, (route[1], partition))
+            snaps.append(new_snapshot(topic, partition, end, self.tables[(topic, partition)], now_micros()))
+        if write_snapshots(self._producer, snaps, self._snapshot_partitions):
+            for source in due:
+                self._snapshot_at[source] = now
+                self._dirty.discard(source)
+            self.metrics.inc("agenttrail_chain_snapshots_total", len(snaps), help="chain-state snapshots written")
 
     # -- the batch -----------------------------------------------------------------------------
     def _process_batch(self, msgs: list[object]) -> None:
@@ -198,6 +221,11 @@ class ChainWorker:
         for name, value in counts.items():
             if value:
                 self.metrics.inc(name, value)
+        self._dirty.update(offsets)
+        try:
+            self._snapshot_due()
+        except KafkaException as exc:  # the watermark query: a snapshot is a cache, try again later
+            logger.warning("chain snapshot skipped: %s", exc)
 
     def _route(self, topic: str) -> tuple[str, str] | None:
         """(tenant, ledger topic) of an events topic, looked up once per topic."""

@@ -61,6 +61,31 @@ class SessionTable:
         if env.seq > previous:
             state.last_seq[env.agent_id] = env.seq
 
+    def absorb_checked(self, record: LedgerRecord) -> bool:
+        """``absorb`` for records folded on top of a restored snapshot: False (nothing changed)
+        when the record does not continue the state — the snapshot then cannot be trusted."""
+        env = record.envelope
+        state = self.sessions.get((env.tenant_id, env.session_id))
+        if state is None:
+            ok = record.chain_index == 0 and record.prev_hash == GENESIS_HEAD
+        else:
+            ok = record.chain_index < state.index or (
+                record.chain_index == state.index and record.prev_hash == state.head)
+        if ok:
+            self.absorb(record)
+        return ok
+
+    def export(self) -> list[tuple[str, str, int, bytes, dict[str, int]]]:
+        """Every session's state as plain rows (for a snapshot), in a stable order."""
+        return [(t, s, st.index, st.head, dict(st.last_seq)) for (t, s), st in sorted(self.sessions.items())]
+
+    @classmethod
+    def restore(cls, rows: Iterable[tuple[str, str, int, bytes, dict[str, int]]]) -> SessionTable:
+        table = cls()
+        for tenant, session, index, head, last_seq in rows:
+            table.sessions[(tenant, session)] = SessionState(index, head, dict(last_seq))
+        return table
+
     def absorb_all(self, records: Iterable[LedgerRecord]) -> None:
         for record in records:
             self.absorb(record)

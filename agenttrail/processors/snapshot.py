@@ -1,0 +1,114 @@
+"""Chain-state snapshots: so a worker taking over a partition does not re-read its whole ledger.
+
+The chain stage's state for one events partition (every session's next index, head and the last
+chained seq per agent) is a fold over the ledger partition of the same number. Folding the whole
+ledger on every assignment costs O(history). Instead the worker, right after committing a batch,
+records the state together with the ledger end offset it covers (`ledger_offset`: the fold of
+ledger records [0, ledger_offset)). A later owner restores the newest snapshot and folds only the
+ledger records from `ledger_offset` on.
+
+Snapshots live in a compacted topic, one manifest key per events partition and one key per chunk
+(a large table is split so that no message nears Kafka's size limit). A snapshot's manifest and
+chunks are written in one transaction, so a read_committed reader sees either all of them or
+none; the newest manifest names its snapshot id and chunk count, and every chunk must carry that
+id. Anything inconsistent means "no snapshot": the caller folds the whole ledger, which is always
+correct, only slower. A snapshot is a cache, never a source of truth: the restored state is also
+checked against the first ledger record folded after it (see `SessionTable.absorb_checked`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+SNAPSHOT_VERSION = 1
+CHUNK_SESSIONS = 4000  # ~0.5 MB of JSON per chunk at most (ids are <= 256 characters)
+
+# (tenant_id, session_id, next index, head, {agent_id: last chained seq})
+SessionRow = tuple[str, str, int, bytes, dict[str, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    topic: str  # the events topic
+    partition: int
+    ledger_offset: int  # the state is the fold of ledger records [0, ledger_offset)
+    snapshot_id: str
+    created_at: int  # epoch micros
+    sessions: tuple[SessionRow, ...]
+
+
+def manifest_key(topic: str, partition: int) -> bytes:
+    return f"{topic}:{partition}".encode()
+
+
+def chunk_key(topic: str, partition: int, chunk: int) -> bytes:
+    return f"{topic}:{partition}:{chunk}".encode()
+
+
+def encode_snapshot(snapshot: Snapshot) -> list[tuple[bytes, bytes]]:
+    """(key, value) messages: the chunks first, the manifest last (all in one transaction)."""
+    rows = snapshot.sessions
+    chunks = [rows[i:i + CHUNK_SESSIONS] for i in range(0, len(rows), CHUNK_SESSIONS)] or [()]
+    out: list[tuple[bytes, bytes]] = []
+    for n, chunk in enumerate(chunks):
+        body = {"v": SNAPSHOT_VERSION, "snapshot": snapshot.snapshot_id, "chunk": n,
+                "sessions": [[t, s, i, h.hex(), seqs] for t, s, i, h, seqs in chunk]}
+        out.append((chunk_key(snapshot.topic, snapshot.partition, n), _dumps(body)))
+    manifest = {"v": SNAPSHOT_VERSION, "snapshot": snapshot.snapshot_id, "topic": snapshot.topic,
+                "partition": snapshot.partition, "ledger_offset": snapshot.ledger_offset,
+                "created_at": snapshot.created_at, "chunks": len(chunks), "sessions": len(rows)}
+    out.append((manifest_key(snapshot.topic, snapshot.partition), _dumps(manifest)))
+    return out
+
+
+def latest_snapshots(messages: Iterable[tuple[bytes | None, bytes | None]]) -> dict[tuple[str, int], Snapshot]:
+    """The newest complete snapshot per (events topic, partition) among messages read in offset
+    order. Incomplete or unreadable snapshots are left out (the caller rebuilds from the ledger)."""
+    latest: dict[bytes, bytes] = {}
+    for key, value in messages:
+        if key is None:
+            continue
+        if value is None:  # a tombstone deletes the key
+            latest.pop(key, None)
+        else:
+            latest[key] = value
+    out: dict[tuple[str, int], Snapshot] = {}
+    for key, value in latest.items():
+        if key.count(b":") != 1:  # a chunk ("topic:partition:n"); manifests are "topic:partition"
+            continue
+        snapshot = _assemble(value, latest)
+        if snapshot is not None:
+            out[(snapshot.topic, snapshot.partition)] = snapshot
+    return out
+
+
+def _assemble(manifest_value: bytes, latest: dict[bytes, bytes]) -> Snapshot | None:
+    try:
+        manifest = json.loads(manifest_value)
+        if manifest.get("v") != SNAPSHOT_VERSION or "ledger_offset" not in manifest:
+            return None
+        topic, partition, sid = str(manifest["topic"]), int(manifest["partition"]), str(manifest["snapshot"])
+        rows: list[SessionRow] = []
+        for n in range(int(manifest["chunks"])):
+            raw = latest.get(chunk_key(topic, partition, n))
+            if raw is None:
+                return None
+            chunk = json.loads(raw)
+            if chunk.get("snapshot") != sid or chunk.get("chunk") != n:
+                return None
+            for t, s, i, h, seqs in chunk["sessions"]:
+                rows.append((str(t), str(s), int(i), bytes.fromhex(h), {str(a): int(q) for a, q in seqs.items()}))
+        if len(rows) != int(manifest["sessions"]):
+            return None
+        offset = int(manifest["ledger_offset"])
+        if offset < 0:
+            return None
+        return Snapshot(topic, partition, offset, sid, int(manifest["created_at"]), tuple(rows))
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def _dumps(body: dict[str, object]) -> bytes:
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()

@@ -1,0 +1,79 @@
+"""The chain worker's snapshot shell: load the newest snapshots, restore tables, write snapshots.
+
+Pure parts are in `processors.snapshot` (format) and `processors.sequencer` (restore, checked fold).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+
+from agenttrail.errors import BrokerError
+from agenttrail.kafka.partition_reader import Part, read_partitions
+from agenttrail.kafka.topics import CHAIN_SNAPSHOTS_TOPIC
+from agenttrail.processors.sequencer import SessionTable
+from agenttrail.processors.snapshot import Snapshot, encode_snapshot, latest_snapshots
+from agenttrail.schemas.ledger import decode_ledger
+
+logger = logging.getLogger(__name__)
+
+
+def load_snapshots(bootstrap: str, sources: list[Part], snapshot_partitions: int) -> dict[Part, Snapshot]:
+    """The newest complete snapshot of each events partition in ``sources`` (those that have one)."""
+    if not sources or snapshot_partitions < 1:
+        return {}
+    parts = sorted({(CHAIN_SNAPSHOTS_TOPIC, p % snapshot_partitions) for _, p in sources})
+    read = read_partitions(bootstrap, parts, group="agenttrail-chain-snapshots")
+    found = latest_snapshots(kv for part in parts for kv in read[part])
+    return {src: found[src] for src in sources if src in found}
+
+
+def fold(values: list[tuple[bytes | None, bytes | None]], snapshot: Snapshot | None = None) -> SessionTable | None:
+    """The state after ``values`` (ledger records in offset order) on top of ``snapshot`` (or from
+    nothing). None when a record does not continue the restored state: the snapshot is not to be
+    trusted and the caller folds the whole ledger instead."""
+    if snapshot is None:
+        table = SessionTable()
+        for _, value in values:
+            table.absorb(decode_ledger(value or b""))
+        return table
+    table = SessionTable.restore(snapshot.sessions)
+    for _, value in values:
+        if not table.absorb_checked(decode_ledger(value or b"")):
+            return None
+    return table
+
+
+def ledger_end(consumer: Consumer, ledger: Part) -> int:
+    """The ledger partition's end offset, asked of the broker (not the client's cache)."""
+    _, high = consumer.get_watermark_offsets(TopicPartition(*ledger), timeout=10, cached=False)
+    return int(high)
+
+
+def write_snapshots(producer: Producer, snapshots: list[Snapshot], snapshot_partitions: int) -> bool:
+    """Write ``snapshots`` in one transaction of the worker's transactional producer. A failure is
+    logged and aborted (snapshots are a cache; the next one comes later); fencing is raised."""
+    producer.begin_transaction()
+    try:
+        for snap in snapshots:
+            for key, value in encode_snapshot(snap):
+                producer.produce(CHAIN_SNAPSHOTS_TOPIC, key=key, value=value,
+                                 partition=snap.partition % snapshot_partitions)
+        producer.commit_transaction(60)
+        return True
+    except KafkaException as exc:
+        err = exc.args[0]
+        if err.fatal():
+            raise BrokerError(f"chain worker was fenced or hit a fatal error: {err.str()}") from None
+        logger.warning("chain snapshot not written (%s); the next one is due later", err.str())
+        try:
+            producer.abort_transaction(60)
+        except KafkaException as abort_exc:
+            raise BrokerError(f"cannot abort the snapshot transaction: {abort_exc}") from None
+        return False
+
+
+def new_snapshot(topic: str, partition: int, ledger_offset: int, table: SessionTable, now_micros: int) -> Snapshot:
+    return Snapshot(topic, partition, ledger_offset, uuid.uuid4().hex, now_micros, tuple(table.export()))
