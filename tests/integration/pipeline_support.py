@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -14,35 +13,30 @@ from pathlib import Path
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from agenttrail.kafka.clients import consumer_config
+from agenttrail.processes import spawn_cli, stop_process
 from agenttrail.processors.chain import verify_chain
 from agenttrail.schemas.envelope import signing_bytes
 from agenttrail.schemas.ledger import LedgerRecord, decode_ledger
 
 
+def worker_overrides(bootstrap: str, home: Path, **extra: str) -> dict[str, str]:
+    return {"AGENTTRAIL_KAFKA_BOOTSTRAP": bootstrap, "AGENTTRAIL_HOME": str(home),
+            "AGENTTRAIL_CHECKPOINT_INTERVAL_SECONDS": "1", **extra}
+
+
 def worker_env(bootstrap: str, home: Path, **extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({"AGENTTRAIL_KAFKA_BOOTSTRAP": bootstrap, "AGENTTRAIL_HOME": str(home),
-                "AGENTTRAIL_CHECKPOINT_INTERVAL_SECONDS": "1", **extra})
-    return env
+    """The whole environment of a test worker (for tests that start one themselves)."""
+    return {**os.environ, **worker_overrides(bootstrap, home, **extra)}
 
 
 def start_worker(bootstrap: str, home: Path, name: str = "w0", *args: str) -> subprocess.Popen[bytes]:
-    home.mkdir(parents=True, exist_ok=True)
-    log = open(home / f"worker-{name}.log", "ab")  # noqa: SIM115 - the child owns it
-    return subprocess.Popen(
-        [sys.executable, "-m", "agenttrail.cli", "worker", "--name", name, "--no-embed", *args],
-        env=worker_env(bootstrap, home), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return spawn_cli(["worker", "--name", name, "--no-embed", *args], worker_overrides(bootstrap, home),
+                     home / f"worker-{name}.log")
 
 
 def stop_worker(proc: subprocess.Popen[bytes], kill: bool = False) -> None:
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
+    """SIGTERM (``kill``: SIGKILL, as ``kill -9``) to the worker's PID, 30 s, then SIGKILL."""
+    stop_process(proc, 30, sig=signal.SIGKILL if kill else signal.SIGTERM)
 
 
 def read_all(bootstrap: str, topics: Iterable[str], *, expect: int | None = None, timeout: float = 90,
