@@ -87,8 +87,11 @@ def _sdk(settings: Settings, rows: list[dict[str, Any]], limits: dict[str, float
 
 
 def _pipeline(settings: Settings, rows: list[dict[str, Any]], limits: dict[str, float], bootstrap: str) -> None:
-    from agenttrail.processors.bench import bench_pipeline
+    from agenttrail.processors.bench import bench_core, bench_pipeline
 
+    core = bench_core()
+    rows.append(_row("pipeline", "verify+chain core alone, events / s on 1 core (no Kafka; ratio to raw verify "
+                                 "interleaved with it)", core["core_events_per_s"], core["raw_verify_per_s"]))
     r = bench_pipeline(bootstrap, events=50_000, workers=1, settings=settings)
     rows.append(_row("pipeline", "verified+chained events / s per worker core (events / worker CPU s)",
                      r["events_per_worker_cpu_s"], limits.get("ed25519_verify")))

@@ -190,6 +190,59 @@ def bench_pipeline(bootstrap: str, events: int = 50_000, workers: int = 1, *, se
     return result
 
 
+def bench_core(events: int = 10_000, rounds: int = 5) -> dict[str, Any]:
+    """The verify+chain core alone, in this process on one core (no Kafka): what a worker's
+    per-event Python and crypto cost, beside raw Ed25519 verify measured interleaved with it (best
+    of ``rounds`` each, CPU time). The gap to ``bench_pipeline``'s per-core figure is the Kafka
+    client plus whatever else shares the machine's cores with the worker."""
+    from agenttrail.control import commands as cmd
+    from agenttrail.control.view import RegistryView
+    from agenttrail.processors.chain_worker import chain_headers
+    from agenttrail.processors.sequencer import Chained, SessionTable
+    from agenttrail.processors.verify import VerifyPolicy
+    from agenttrail.schemas.envelope import build_envelope, encode_envelope
+    from agenttrail.schemas.ledger import encode_ledger_from_raw
+
+    now = time.time_ns() // 1000
+    view = RegistryView()
+    view.apply(cmd.plan_tenant(view, "core-bench", 90, now))
+    rk, secret = cmd.plan_registration_key(view, "core-bench", 3600, now)
+    view.apply(rk)
+    key = crypto.SigningKey.generate()
+    redeem = cmd.plan_redeem(view, secret, key.public_key, "fp-core-bench", now)
+    view.apply(redeem)
+    messages = []
+    for i in range(events):
+        env = build_envelope(key=key, tenant_id="core-bench", agent_id=redeem.agent_id,
+                             session_id=f"core-s{i % SESSIONS}", seq=i // SESSIONS, type="llm_call", ts=now,
+                             payload={"model": "gpt-4o", "tokens_in": 800 + i % 97, "tokens_out": 120,
+                                      "cost_usd": 0.0032, "latency_ms": 640.0})
+        messages.append((encode_envelope(env), env.session_id.encode()))
+    sample, signature = signing_bytes(env), env.signature
+    policy = VerifyPolicy()
+
+    def core() -> float:
+        table = SessionTable()
+        started = time.process_time()
+        for offset, (value, msg_key) in enumerate(messages):
+            outcome = table.process(value, msg_key, "core-bench", 0, offset, view, policy, now)
+            if type(outcome) is not Chained:
+                raise AssertionError(f"core bench event refused: {outcome}")
+            encode_ledger_from_raw(value, outcome.record)
+            chain_headers(outcome.record)
+        return time.process_time() - started
+
+    def raw() -> float:
+        started = time.process_time()
+        for _ in range(events):
+            crypto.verify(key.public_key, sample, signature)
+        return time.process_time() - started
+
+    best_core, best_raw = min(core() for _ in range(rounds)), min(raw() for _ in range(rounds))
+    return {"events": events, "core_events_per_s": _rate(events, best_core),
+            "raw_verify_per_s": _rate(events, best_raw), "ratio": round(best_raw / best_core, 3)}
+
+
 def bench_e2e(bootstrap: str, events: int = 50_000, worker_counts: Sequence[int] = (1, 2), *,
               settings: Settings | None = None) -> list[dict[str, Any]]:
     """``bench_pipeline`` once per worker count (a fresh tenant each time)."""

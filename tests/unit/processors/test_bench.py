@@ -39,3 +39,12 @@ def test_cpu_seconds_follow_the_work_a_process_does() -> None:
         busy.kill()
         busy.wait()
     assert cpu_seconds([2**22 + 12345]) is None  # no such process
+
+
+def test_bench_core_chains_every_event_and_reports_a_ratio() -> None:
+    from agenttrail.processors.bench import bench_core
+
+    r = bench_core(events=300, rounds=1)
+    assert r["events"] == 300
+    assert r["core_events_per_s"] > 0 and r["raw_verify_per_s"] > r["core_events_per_s"] * 0.9
+    assert 0 < r["ratio"] < 1.2
