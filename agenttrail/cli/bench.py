@@ -42,6 +42,19 @@ def _machine() -> dict[str, Any]:
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": mem, "python": platform.python_version()}
 
 
+def best_rate(op: Callable[[], object], windows: int = 5, seconds: float = 0.4) -> float:
+    """Calls per second of ``op`` on this thread: the best of ``windows`` timed windows."""
+    best = 0.0
+    for _ in range(windows):
+        n, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            for _ in range(100):
+                op()
+            n += 100
+        best = max(best, n / (time.perf_counter() - start))
+    return best
+
+
 def _raw(rows: list[dict[str, Any]], limits: dict[str, float]) -> None:
     from agenttrail import crypto
     from agenttrail.processors.chain import bench_chain
@@ -49,18 +62,10 @@ def _raw(rows: list[dict[str, Any]], limits: dict[str, float]) -> None:
     key = crypto.SigningKey.generate()
     msg = os.urandom(200)
     sig = key.sign(msg)
-    n, start = 0, time.perf_counter()
-    while time.perf_counter() - start < 2.0:
-        for _ in range(200):
-            key.sign(msg)
-        n += 200
-    limits["ed25519_sign"] = n / (time.perf_counter() - start)
-    n, start = 0, time.perf_counter()
-    while time.perf_counter() - start < 2.0:
-        for _ in range(200):
-            crypto.verify(key.public_key, msg, sig)
-        n += 200
-    limits["ed25519_verify"] = n / (time.perf_counter() - start)
+    # A limit is the best the core does: best of 5 windows, so one slow moment of a shared VM
+    # does not lower the limit (and flatter every ratio against it).
+    limits["ed25519_sign"] = best_rate(lambda: key.sign(msg))
+    limits["ed25519_verify"] = best_rate(lambda: crypto.verify(key.public_key, msg, sig))
     chain = bench_chain(200_000)
     limits["chain_steps"] = float(next(v for k, v in chain.items() if "extend" in k or "steps" in k))
     rows += [
