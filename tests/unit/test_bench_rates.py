@@ -12,9 +12,9 @@ def test_best_rate_ignores_a_slow_window() -> None:
 
     def op() -> None:
         calls["n"] += 1
-        if calls["n"] <= 300:  # the first window is slowed down, like a busy moment of the VM
+        if calls["n"] <= 100:  # the first window is slowed down, like a busy moment of the VM
             time.sleep(0.0005)
 
     rate = best_rate(op, windows=3, seconds=0.05)
     assert rate > 20_000  # ~2,000/s in the slow window; the best window is the fast one
-    assert calls["n"] > 300
+    assert calls["n"] > 100
