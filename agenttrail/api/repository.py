@@ -277,23 +277,25 @@ class TenantRepository:
         where: list[str] = ["tenant_id = {tenant:String}"]
         params: dict[str, Any] = {}
         self._time(where, params, time)
+        # One pass: a row per type plus the grand total (the empty grouping set, type = '').
         rows = self._query(
             "SELECT type, count() AS n, uniqExact(session_id) AS sessions, uniqExact(agent_id) AS agents, "
             "sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens, "
             "sum(cost_usd) AS cost_usd, countIf(tool_status = 'error') AS tool_errors "
-            f"FROM events FINAL WHERE {' AND '.join(where)} GROUP BY type ORDER BY type", params)
-        totals = self._query(
-            "SELECT count() AS n, uniqExact(session_id) AS sessions, uniqExact(agent_id) AS agents "
-            f"FROM events FINAL WHERE {' AND '.join(where)}", params)[0]
-        by_type = {r["type"]: int(r["n"]) for r in rows}
+            f"FROM events FINAL WHERE {' AND '.join(where)} GROUP BY GROUPING SETS ((type), ()) ORDER BY type",
+            params)
+        totals = next((r for r in rows if r["type"] == ""), None) or {
+            "n": 0, "sessions": 0, "agents": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0,
+            "tool_errors": 0}
+        by_type = {r["type"]: int(r["n"]) for r in rows if r["type"] != ""}
         return {
             "from": time.start, "to": time.end, "events": int(totals["n"]),
             "sessions": int(totals["sessions"]), "agents": int(totals["agents"]), "by_type": by_type,
             "llm_calls": by_type.get("llm_call", 0), "tool_calls": by_type.get("tool_call", 0),
-            "errors": by_type.get("error", 0) + sum(int(r["tool_errors"]) for r in rows),
-            "prompt_tokens": sum(int(r["prompt_tokens"]) for r in rows),
-            "completion_tokens": sum(int(r["completion_tokens"]) for r in rows),
-            "cost_usd": round(sum(float(r["cost_usd"]) for r in rows), 6),
+            "errors": by_type.get("error", 0) + int(totals["tool_errors"]),
+            "prompt_tokens": int(totals["prompt_tokens"]),
+            "completion_tokens": int(totals["completion_tokens"]),
+            "cost_usd": round(float(totals["cost_usd"]), 6),
         }
 
     def dead_letters(self, time: TimeRange, limit: int, cursor: str | None = None, reason: str | None = None,

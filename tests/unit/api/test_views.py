@@ -30,3 +30,23 @@ async def test_unknown_view_is_a_json_404_not_sql(make_app: Any, seeded: Any, ai
     resp = await client.get("/api/views/events%20FINAL", headers=auth(seeded.world))
     assert resp.status == 404
     assert (await resp.json())["error"] == "not_found"
+
+
+async def test_stats_match_the_stored_rows_and_an_empty_window_is_zero(make_app: Any, seeded: Any,
+                                                                        aiohttp_client: Any) -> None:
+    """One pass with a grand-total grouping set: the totals must equal a direct count of the
+    tenant's rows (and never include the other tenant's); a window with no events is all zeros."""
+    client = await aiohttp_client(make_app())
+    world = seeded.world
+    stats = await (await client.get("/api/stats?from=0", headers=auth(world))).json()
+    rows = seeded.store.query_rows(
+        "SELECT type, count(), uniqExact(session_id) FROM events FINAL WHERE tenant_id = {t:String} GROUP BY type",
+        {"t": world.a.tenant_id})
+    assert stats["by_type"] == {t: int(n) for t, n, _ in rows}
+    assert stats["events"] == sum(int(n) for _, n, _ in rows) > 0
+    sessions = seeded.store.query_rows(
+        "SELECT uniqExact(session_id) FROM events FINAL WHERE tenant_id = {t:String}", {"t": world.a.tenant_id})
+    assert stats["sessions"] == int(sessions[0][0])
+    empty = await (await client.get("/api/stats?from=4000000000000000&to=4000000000000001",
+                                    headers=auth(world))).json()
+    assert (empty["events"], empty["sessions"], empty["by_type"], empty["cost_usd"]) == (0, 0, {}, 0.0)
