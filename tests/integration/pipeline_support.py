@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
@@ -22,11 +21,6 @@ from agenttrail.schemas.ledger import LedgerRecord, decode_ledger
 def worker_overrides(bootstrap: str, home: Path, **extra: str) -> dict[str, str]:
     return {"AGENTTRAIL_KAFKA_BOOTSTRAP": bootstrap, "AGENTTRAIL_HOME": str(home),
             "AGENTTRAIL_CHECKPOINT_INTERVAL_SECONDS": "1", **extra}
-
-
-def worker_env(bootstrap: str, home: Path, **extra: str) -> dict[str, str]:
-    """The whole environment of a test worker (for tests that start one themselves)."""
-    return {**os.environ, **worker_overrides(bootstrap, home, **extra)}
 
 
 def start_worker(bootstrap: str, home: Path, name: str = "w0", *args: str) -> subprocess.Popen[bytes]:

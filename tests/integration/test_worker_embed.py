@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
-from pipeline_support import read_all, stop_worker, worker_env
+from pipeline_support import read_all, stop_worker, worker_overrides
 
 from agenttrail.config import Settings
 from agenttrail.control.provision import provision_tenant
 from agenttrail.control.service import Registry
 from agenttrail.kafka.topics import EMBEDDINGS_TOPIC, ledger_topic
+from agenttrail.processes import spawn_cli
 from agenttrail.processors.embed import decode_embedding
 from agenttrail.producers.client import AgentClient
 
@@ -30,11 +29,8 @@ def test_worker_embeds_text_bearing_events(kafka_settings: Settings, tmp_path: P
             session.tool_call("grep", {"pattern": "x"})  # not text-bearing
     assert client.close(30) == 0
     home = tmp_path / "home"
-    home.mkdir()
-    log = open(home / "worker.log", "ab")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "agenttrail.cli", "worker", "--name", f"e-{tenant}",
-                             "--no-checkpoints"], env=worker_env(bootstrap, home, HF_HUB_OFFLINE="1"),
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = spawn_cli(["worker", "--name", f"e-{tenant}", "--no-checkpoints"],
+                     worker_overrides(bootstrap, home, HF_HUB_OFFLINE="1"), home / "worker.log")
     try:
         ledger = read_all(bootstrap, [ledger_topic(tenant)], expect=2 + 2 * len(texts), timeout=120)
         assert len(ledger) == 2 + 2 * len(texts)
