@@ -23,7 +23,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 SNAPSHOT_VERSION = 1
-CHUNK_SESSIONS = 4000  # ~0.5 MB of JSON per chunk at most (ids are <= 256 characters)
+CHUNK_SESSIONS = 4000  # sessions per chunk at most
+CHUNK_BYTES = 512 * 1024  # and about this much JSON: well under the clients' 1 MB message limit
 
 # (tenant_id, session_id, next index, head, {agent_id: last chained seq})
 SessionRow = tuple[str, str, int, bytes, dict[str, int]]
@@ -49,8 +50,7 @@ def chunk_key(topic: str, partition: int, chunk: int) -> bytes:
 
 def encode_snapshot(snapshot: Snapshot) -> list[tuple[bytes, bytes]]:
     """(key, value) messages: the chunks first, the manifest last (all in one transaction)."""
-    rows = snapshot.sessions
-    chunks = [rows[i:i + CHUNK_SESSIONS] for i in range(0, len(rows), CHUNK_SESSIONS)] or [()]
+    chunks = _chunks(snapshot.sessions) or [()]
     out: list[tuple[bytes, bytes]] = []
     for n, chunk in enumerate(chunks):
         body = {"v": SNAPSHOT_VERSION, "snapshot": snapshot.snapshot_id, "chunk": n,
@@ -58,8 +58,24 @@ def encode_snapshot(snapshot: Snapshot) -> list[tuple[bytes, bytes]]:
         out.append((chunk_key(snapshot.topic, snapshot.partition, n), _dumps(body)))
     manifest = {"v": SNAPSHOT_VERSION, "snapshot": snapshot.snapshot_id, "topic": snapshot.topic,
                 "partition": snapshot.partition, "ledger_offset": snapshot.ledger_offset,
-                "created_at": snapshot.created_at, "chunks": len(chunks), "sessions": len(rows)}
+                "created_at": snapshot.created_at, "chunks": len(chunks), "sessions": len(snapshot.sessions)}
     out.append((manifest_key(snapshot.topic, snapshot.partition), _dumps(manifest)))
+    return out
+
+
+def _chunks(rows: tuple[SessionRow, ...]) -> list[tuple[SessionRow, ...]]:
+    """Consecutive rows, cut at CHUNK_SESSIONS rows or about CHUNK_BYTES of JSON."""
+    out: list[tuple[SessionRow, ...]] = []
+    start = size = 0
+    for i, (tenant, session, _, _, seqs) in enumerate(rows):
+        # worst case JSON: every character escaped as \uXXXX (6 bytes)
+        row_size = 100 + 6 * (len(tenant) + len(session)) + sum(6 * len(a) + 24 for a in seqs)
+        if i > start and (i - start >= CHUNK_SESSIONS or size + row_size > CHUNK_BYTES):
+            out.append(rows[start:i])
+            start, size = i, 0
+        size += row_size
+    if start < len(rows):
+        out.append(rows[start:])
     return out
 
 

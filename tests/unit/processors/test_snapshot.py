@@ -71,3 +71,13 @@ def test_an_empty_table_snapshots_and_restores() -> None:
     empty = Snapshot(TOPIC, 0, 0, "e", 1, ())
     assert latest_snapshots(encode_snapshot(empty))[(TOPIC, 0)] == empty
     assert SessionTable.restore(()).export() == []
+
+
+def test_chunks_stay_well_under_a_megabyte_with_long_ids() -> None:
+    long = "é" * 256  # the longest ids, with characters JSON may escape
+    rows = tuple(("acme", f"{long}{i}", 7, bytes(32), {f"{long}{a}": a for a in range(3)}) for i in range(3000))
+    snapshot = Snapshot(TOPIC, 1, 10, "big", 1, rows)
+    messages = encode_snapshot(snapshot)
+    assert len(messages) > 3
+    assert max(len(value) for _, value in messages) < 1_000_000 * 0.8
+    assert latest_snapshots(messages)[(TOPIC, 1)] == snapshot
