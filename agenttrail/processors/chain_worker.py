@@ -142,17 +142,23 @@ class ChainWorker:
         return msgs
 
     def _snapshot_topic(self, consumer: Consumer) -> int:
-        """Make sure the snapshot topic exists; its partition count (0 turns snapshots off)."""
+        """Make sure the snapshot topic exists; its partition count. Snapshots are turned off (a
+        new owner then folds the whole ledger) if the topic cannot be made or seen."""
         spec = next(s for s in system_topic_specs(self.settings.partitions, self.settings.retention_days)
                     if s.name == CHAIN_SNAPSHOTS_TOPIC)
         try:
             ensure_topics(self.bootstrap, [spec])
-            meta = consumer.list_topics(CHAIN_SNAPSHOTS_TOPIC, timeout=30).topics.get(CHAIN_SNAPSHOTS_TOPIC)
+            for _ in range(40):  # a just-created topic can show no partitions for a moment
+                meta = consumer.list_topics(CHAIN_SNAPSHOTS_TOPIC, timeout=30).topics.get(CHAIN_SNAPSHOTS_TOPIC)
+                if meta is not None and meta.error is None and meta.partitions:
+                    return len(meta.partitions)
+                time.sleep(0.25)
         except (BrokerError, KafkaException) as exc:
             logger.warning("chain snapshots off: %s", exc)
-            self.snapshot_every = 0
-            return 0
-        return len(meta.partitions) if meta is not None and meta.partitions else 0
+        else:
+            logger.warning("chain snapshots off: %s has no partitions", CHAIN_SNAPSHOTS_TOPIC)
+        self.snapshot_every = 0
+        return 0
 
     # -- rebalance -----------------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
