@@ -42,21 +42,9 @@ def _machine() -> dict[str, Any]:
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": mem, "python": platform.python_version()}
 
 
-def best_rate(op: Callable[[], object], windows: int = 5, seconds: float = 0.4) -> float:
-    """Calls per second of ``op`` on this thread: the best of ``windows`` timed windows."""
-    best = 0.0
-    for _ in range(windows):
-        n, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            for _ in range(100):
-                op()
-            n += 100
-        best = max(best, n / (time.perf_counter() - start))
-    return best
-
-
 def _raw(rows: list[dict[str, Any]], limits: dict[str, float]) -> None:
     from agenttrail import crypto
+    from agenttrail.processors.bench import best_rate
     from agenttrail.processors.chain import bench_chain
 
     key = crypto.SigningKey.generate()

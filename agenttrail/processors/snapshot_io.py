@@ -36,8 +36,7 @@ def fold(values: list[tuple[bytes | None, bytes | None]], snapshot: Snapshot | N
     trusted and the caller folds the whole ledger instead."""
     if snapshot is None:
         table = SessionTable()
-        for _, value in values:
-            table.absorb(decode_ledger(value or b""))
+        table.absorb_all(decode_ledger(value or b"") for _, value in values)
         return table
     table = SessionTable.restore(snapshot.sessions)
     for _, value in values:

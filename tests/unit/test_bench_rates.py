@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from agenttrail.cli.bench import best_rate
+from agenttrail.processors.bench import best_rate
 
 
 def test_best_rate_ignores_a_slow_window() -> None:
