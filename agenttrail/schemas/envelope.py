@@ -89,10 +89,15 @@ def _ids_part(ids: tuple[str, str, str]) -> bytes:
     return part
 
 
+def attributes_part(pairs: list[tuple[bytes, bytes]]) -> bytes:
+    """u32(count) ‖ for each (key, value) in UTF-8, sorted by key: str(key) ‖ str(value)."""
+    pairs.sort()
+    return _u32(len(pairs)) + b"".join(_u32(len(k)) + k + _u32(len(v)) + v for k, v in pairs)
+
+
 def _type_and_tail(env: Envelope, hash_len: int) -> tuple[bytes, bytes]:
     """str(type) ‖ u32(len(payload_sha256)), and the attributes (sorted by UTF-8 key) ‖ str(key_id)."""
-    attrs = sorted((k.encode("utf-8"), v.encode("utf-8")) for k, v in env.attributes.items())
-    tail = _u32(len(attrs)) + b"".join(_u32(len(k)) + k + _u32(len(v)) + v for k, v in attrs)
+    tail = attributes_part([(k.encode("utf-8"), v.encode("utf-8")) for k, v in env.attributes.items()])
     return _str(env.type) + _u32(hash_len), tail + _str(env.key_id)
 
 

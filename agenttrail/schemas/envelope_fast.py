@@ -10,15 +10,19 @@ decoder (fastavro), which also names the exact error. A property test holds this
 
 from __future__ import annotations
 
-import struct
-
 from agenttrail.schemas.codec import HEADER_LEN
-from agenttrail.schemas.envelope import EVENT_TYPES, SIGNING_DOMAIN, Envelope, decode_envelope
+from agenttrail.schemas.envelope import (
+    EVENT_TYPES,
+    SIGNING_DOMAIN,
+    Envelope,
+    _seq_ts,
+    _u32,
+    attributes_part,
+    decode_envelope,
+)
 from agenttrail.schemas.registry import ENVELOPE_V1
 
 _HEADER = ENVELOPE_V1.header
-_u32 = struct.Struct(">I").pack
-_seq_ts = struct.Struct(">qq").pack
 _TYPE_PARTS = tuple(_u32(len(t)) + t.encode() for t in EVENT_TYPES)
 _NO_ATTRIBUTES = _u32(0)
 _MAX_VARINT_BYTES = 10  # a 64-bit zigzag value; anything longer or larger goes to the generic decoder
@@ -97,8 +101,7 @@ def _decode_v1(data: bytes) -> tuple[Envelope, bytes]:
         if data[pos] != 0 or len(attributes) != count:
             raise _Unusual  # a second block, or a key given twice
         pos += 1
-        pairs.sort()
-        attr_part = _u32(count) + b"".join(_u32(len(k)) + k + _u32(len(v)) + v for k, v in pairs)
+        attr_part = attributes_part(pairs)
     kid, pos = _blob(data, pos)
     signature, pos = _blob(data, pos)
     if pos != len(data):
