@@ -85,6 +85,11 @@ class LocalStack:
                 args.append("--no-embed")
             self.spawn(f"worker-w{i}", *args)
 
+    def stop_workers(self, timeout: float = 30.0) -> None:
+        """Stop the workers only (the broker and the serve process keep running)."""
+        names = [name for name in self.children if name.startswith("worker-")]
+        stop_processes([self.children.pop(name) for name in names], timeout, group=True)
+
     def start_serve(self, timeout: float = 120.0) -> None:
         self.api_port = self.api_port or free_port()
         self.spawn("serve", "serve")

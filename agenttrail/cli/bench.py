@@ -149,9 +149,8 @@ def _audit(rows: list[dict[str, Any]], limits: dict[str, float]) -> None:
 def _e2e(settings: Settings, rows: list[dict[str, Any]], limits: dict[str, float]) -> None:
     from agenttrail.e2e_bench import bench_end_to_end, bench_latency
 
-    for workers in (1, 2):
-        r = bench_end_to_end(settings, events=60_000, workers=workers)
-        rows.append(_row("e2e", f"end to end events / s, {workers} worker(s)", r["events_per_s"],
+    for r in bench_end_to_end(settings, events=60_000, worker_counts=(1, 2)):
+        rows.append(_row("e2e", f"end to end events / s, {r['workers']} worker(s)", r["events_per_s"],
                          limits.get("ed25519_verify")))
     lat = bench_latency(settings)
     rows.append(_row("e2e", "produce → queryable p50", lat["p50_ms"], unit="ms"))
