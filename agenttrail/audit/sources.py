@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
-
 from agenttrail.audit.report import AuditFailure
 from agenttrail.errors import AgentTrailError, BrokerError
-from agenttrail.kafka.clients import consumer_config
+from agenttrail.kafka.admin import list_topics
+from agenttrail.kafka.partition_reader import iter_partitions
 from agenttrail.kafka.topics import CHECKPOINTS_TOPIC, ledger_topic, validate_tenant_id
 from agenttrail.processors.checkpoint import Checkpoint, RetentionAnchor, parse_note
 from agenttrail.schemas.envelope import Envelope
@@ -45,47 +44,25 @@ class Loaded:
 
 
 # -- Kafka -------------------------------------------------------------------------------------------
+def iter_topic(bootstrap: str, topic: str, *, progress: Callable[[int], None] | None = None,
+               timeout: float = READ_TIMEOUT_S) -> Iterator[Message]:
+    """Every committed message of every partition of `topic`, from the beginning to the high
+    watermark at the time of the call (read_committed: aborted transactions are skipped), as read
+    (offset order within a partition), through the shared `iter_partitions`. A topic that does not
+    exist is an error here (the chain worker's rebuild reads it as empty)."""
+    partitions = list_topics(bootstrap).get(topic)
+    if partitions is None:
+        raise BrokerError(f"topic {topic} does not exist")
+    for msg in iter_partitions(bootstrap, [(topic, p) for p in range(partitions)],
+                               group=f"agenttrail-audit-{time.time_ns()}", timeout=timeout,
+                               below_end=True, progress=progress):
+        yield msg.partition(), msg.offset(), msg.key(), msg.value(), dict(msg.headers() or [])
+
+
 def read_topic(bootstrap: str, topic: str, *, progress: Callable[[int], None] | None = None,
                timeout: float = READ_TIMEOUT_S) -> list[Message]:
-    """Every committed message of every partition of `topic`, from the beginning to the high
-    watermark at the time of the call (read_committed: aborted transactions are skipped)."""
-    consumer = Consumer(consumer_config(bootstrap, f"agenttrail-audit-{time.time_ns()}",
-                                        **{"enable.partition.eof": True}))
-    out: list[Message] = []
-    try:
-        md = consumer.list_topics(topic, timeout=30).topics.get(topic)
-        if md is None or md.error is not None:
-            raise BrokerError(f"topic {topic} does not exist")
-        ends: dict[int, int] = {}
-        for p in md.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
-            if high > low:
-                ends[p] = high
-        if not ends:
-            return out
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
-        todo = set(ends)
-        deadline = time.monotonic() + timeout
-        while todo:
-            if time.monotonic() > deadline:
-                raise BrokerError(f"reading {topic} took over {timeout:.0f}s")
-            batch = consumer.consume(num_messages=10_000, timeout=0.5)
-            for msg in batch:
-                err = msg.error()
-                if err is not None:
-                    if err.code() != KafkaError._PARTITION_EOF:
-                        raise BrokerError(f"reading {topic}[{msg.partition()}]: {err.str()}")
-                    continue
-                if msg.offset() < ends[msg.partition()]:
-                    out.append((msg.partition(), msg.offset(), msg.key(), msg.value(),
-                                dict(msg.headers() or [])))
-            if progress is not None and batch:
-                progress(len(batch))
-            positions = consumer.position([TopicPartition(topic, p) for p in todo])
-            todo -= {tp.partition for tp in positions if tp.offset >= ends[tp.partition]}
-    finally:
-        consumer.close()
-    return out
+    """`iter_topic`, held in a list."""
+    return list(iter_topic(bootstrap, topic, progress=progress, timeout=timeout))
 
 
 def records_from_messages(tenant_id: str, messages: Iterable[Message], loaded: Loaded) -> None:
@@ -122,7 +99,7 @@ def load_from_kafka(bootstrap: str, tenant_id: str, *, session_id: str | None = 
     """The tenant's ledger records (optionally one session) and its checkpoints/anchors."""
     validate_tenant_id(tenant_id)
     loaded = Loaded()
-    records_from_messages(tenant_id, read_topic(bootstrap, ledger_topic(tenant_id), progress=progress), loaded)
+    records_from_messages(tenant_id, iter_topic(bootstrap, ledger_topic(tenant_id), progress=progress), loaded)
     if session_id is not None:
         loaded.records = [r for r in loaded.records if r.envelope.session_id == session_id]
     notes = sorted((p, o, k, v, h) for p, o, k, v, h in read_topic(bootstrap, CHECKPOINTS_TOPIC)
