@@ -9,7 +9,8 @@ to a worker and only its (small) result comes back.
 Fork is used only when it is safe: the platform has the 'fork' start method and the process has no
 other thread (Python or native, as listed in /proc/self/task), so no lock can be inherited while
 held. The work a worker runs must be pure: no logging, no printing, no I/O. Anywhere else (no
-/proc, other threads running, one job, a small input) the work runs in-process.
+/proc, other threads running, one job, a small input) the work runs in-process, and `plan` says
+why, for the report.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -35,27 +37,54 @@ def default_jobs() -> int:
     return os.cpu_count() or 1
 
 
-def fork_is_safe() -> bool:
-    """'fork' is available and this process runs a single thread (checked in /proc: native
-    threads count too). Without /proc there is no way to tell, so no."""
+@dataclass(frozen=True, slots=True)
+class JobPlan:
+    """How many processes will do the work and, when fewer than wanted, why (for the report)."""
+
+    processes: int
+    note: str | None = None
+
+
+def fork_unsafe_reason() -> str | None:
+    """None when 'fork' is available and this process runs a single thread (checked in /proc:
+    native threads count too); else why not. Without /proc there is no way to tell, so not safe."""
     if "fork" not in multiprocessing.get_all_start_methods():
-        return False
+        return "this platform cannot fork"
     try:
-        return len(os.listdir("/proc/self/task")) == 1
+        threads = len(os.listdir("/proc/self/task"))
     except OSError:
-        return False
+        return "no /proc/self/task to tell whether forking is safe"
+    return None if threads == 1 else "this process has threads (fork is unsafe)"
 
 
-def plan_jobs(jobs: int | None, weight: int, items: int) -> int:
-    """How many processes `map_chunks` will use for `items` items of total `weight` (1 = in-process);
-    `jobs=None` means one per CPU."""
+def fork_is_safe() -> bool:
+    return fork_unsafe_reason() is None
+
+
+def plan(jobs: int | None, weight: int, items: int) -> JobPlan:
+    """How many processes `map_chunks` will use for `items` items of total `weight` (1 = in-process)
+    and why fewer than `jobs` (`None` means one per CPU)."""
     wanted = default_jobs() if jobs is None else jobs
     if wanted < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
+    if wanted == 1:
+        return JobPlan(1)
+    asked = f"{wanted} wanted{' (one per CPU)' if jobs is None else ''}: "
     n = min(wanted, items)
-    if n <= 1 or weight < PARALLEL_MIN_WEIGHT or not fork_is_safe():
-        return 1
-    return n
+    if n <= 1:
+        reason = "only one session" if items == 1 else "no sessions"
+    elif weight < PARALLEL_MIN_WEIGHT:
+        reason = f"{weight:,} events, fewer than the {PARALLEL_MIN_WEIGHT:,} at which forking pays"
+    elif not fork_is_safe():
+        reason = fork_unsafe_reason() or "forking is unsafe here"
+    else:
+        return JobPlan(n, None if n == wanted else f"{asked}only {items} sessions")
+    return JobPlan(1, asked + reason)
+
+
+def plan_jobs(jobs: int | None, weight: int, items: int) -> int:
+    """`plan(...).processes`."""
+    return plan(jobs, weight, items).processes
 
 
 def chunk_bounds(weights: Sequence[int], chunks: int) -> list[tuple[int, int]]:
@@ -81,7 +110,7 @@ def map_chunks(work: Callable[[Sequence[T]], R], items: Sequence[T], weights: Se
                jobs: int) -> Iterator[R]:
     """work(chunk) for contiguous chunks of `items`, in `jobs` forked processes, yielded in order.
 
-    `work` and `items` reach the workers through fork (a closure is fine); call `plan_jobs` first:
+    `work` and `items` reach the workers through fork (a closure is fine); call `plan` first:
     this does not check again that forking is safe."""
     global _shared
     bounds = chunk_bounds(weights, jobs * CHUNKS_PER_JOB)

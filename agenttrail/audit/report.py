@@ -60,6 +60,8 @@ class AuditReport:
     chain_seconds: float = 0.0
     signature_seconds: float = 0.0
     notes: tuple[str, ...] = field(default_factory=tuple)
+    processes: int = 1  # that checked the chains
+    processes_note: str | None = None  # why fewer than wanted (e.g. threads make forking unsafe)
 
     @property
     def ok(self) -> bool:
@@ -97,6 +99,7 @@ class AuditReport:
             "failures": len(self.failures) + sum(f.more for f in self.failures),
             "chain check events/s": f"{chain_rate:,.0f}" if chain_rate else "-",
             "signatures/s": f"{sig_rate:,.0f}" if sig_rate else "-",
+            "processes": f"{self.processes} ({self.processes_note})" if self.processes_note else self.processes,
         }
 
     def failure_rows(self, limit: int | None = None) -> list[dict[str, Any]]:
@@ -117,6 +120,8 @@ class AuditReport:
             "rows_compared": self.rows_compared,
             "chain_events_per_s": self.chain_events_per_s,
             "signatures_per_s": self.signatures_per_s,
+            "processes": self.processes,
+            "processes_note": self.processes_note,
             "failures": [f.to_dict() for f in self.failures],
             "notes": list(self.notes),
         }
@@ -137,4 +142,6 @@ def combine(first: AuditReport, second: AuditReport) -> AuditReport:
         chain_seconds=first.chain_seconds + second.chain_seconds,
         signature_seconds=first.signature_seconds + second.signature_seconds,
         notes=first.notes + second.notes,
+        processes=max(first.processes, second.processes),
+        processes_note=first.processes_note or second.processes_note,
     )

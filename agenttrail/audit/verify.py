@@ -24,7 +24,7 @@ from hashlib import sha256
 from typing import Any, Protocol
 
 from agenttrail import crypto
-from agenttrail.audit.parallel import map_chunks, plan_jobs
+from agenttrail.audit.parallel import JobPlan, map_chunks, plan
 from agenttrail.audit.report import AuditFailure, AuditReport
 from agenttrail.errors import InvalidEvent, VerificationError
 from agenttrail.processors.chain import GENESIS, ChainState, verify_chain
@@ -312,17 +312,19 @@ def verify_sessions(items: Sequence[tuple[SessionKey, list[LedgerRecord]]], anch
 
 def verify_all_sessions(items: Sequence[tuple[SessionKey, list[LedgerRecord]]],
                         anchored: dict[SessionKey, ChainState], keys: KeyLookup | None, signatures: bool,
-                        jobs: int | None = None, progress: Progress | None = None) -> tuple[SessionResults, int]:
+                        jobs: int | None = None, progress: Progress | None = None
+                        ) -> tuple[SessionResults, JobPlan]:
     """`verify_sessions` over all sessions, split over `jobs` forked processes when that is safe
-    and pays (audit.parallel.plan_jobs); the results are the same. Returns (results, processes used)."""
+    and pays (audit.parallel.plan); the results are the same. Returns (results, the plan followed:
+    how many processes checked, and why fewer than `jobs`)."""
     weights = [len(chain) for _, chain in items]
-    used = plan_jobs(jobs, sum(weights), len(items))
-    if used == 1:
-        return verify_sessions(items, anchored, keys, signatures, progress), 1
+    used = plan(jobs, sum(weights), len(items))
+    if used.processes == 1:
+        return verify_sessions(items, anchored, keys, signatures, progress), used
     out = SessionResults([], {})
     t0 = time.perf_counter()
     work = partial(verify_sessions, anchored=anchored, keys=keys, signatures=signatures)
-    for part in map_chunks(work, items, weights, used):
+    for part in map_chunks(work, items, weights, used.processes):
         out.add(part)
         if progress is not None:
             progress(part.events)
@@ -348,7 +350,8 @@ def verify_records(
     jobs: int | None = None,
 ) -> AuditReport:
     """Verify everything; `whole_tenant=False` (a session filter) skips the checkpoint-root check.
-    Sessions are checked in up to `jobs` processes (default: one per CPU; 1 = in this process)."""
+    Sessions are checked in up to `jobs` processes (default: one per CPU; 1 = in this process); the
+    report says how many did and, if fewer, why (`processes`, `processes_note`)."""
     failures: list[AuditFailure] = []
     notes: list[str] = []
     t0 = time.perf_counter()
@@ -356,7 +359,7 @@ def verify_records(
     anchored = _anchored_heads(anchors)
     items = sorted(sessions.items())
     grouped_s = time.perf_counter() - t0
-    results, _ = verify_all_sessions(items, anchored, keys, signatures, jobs, progress)
+    results, used = verify_all_sessions(items, anchored, keys, signatures, jobs, progress)
     failures.extend(results.failures)
     heads: dict[str, dict[str, tuple[int, bytes]]] = {}
     for (tenant, session), head in sorted(results.heads.items()):
@@ -381,5 +384,5 @@ def verify_records(
         tenant_id=tenant_id, source=source, sessions=len(sessions), events=results.events,
         signatures_checked=results.signed, checkpoints_checked=n_cp, anchors_checked=n_anchor,
         failures=tuple(failures), chain_seconds=grouped_s + results.chain_s, signature_seconds=results.sig_s,
-        notes=tuple(notes),
+        notes=tuple(notes), processes=used.processes, processes_note=used.note,
     )

@@ -152,7 +152,8 @@ def _via_api(settings: Settings, session: str | None, api_key: str | None) -> Au
                        signatures_checked=body.get("signatures_checked", 0),
                        checkpoints_checked=body.get("checkpoints_checked", 0),
                        anchors_checked=body.get("anchors_checked", 0), failures=failures,
-                       notes=tuple(body.get("notes", ())))
+                       notes=tuple(body.get("notes", ())), processes=body.get("processes", 1),
+                       processes_note=body.get("processes_note"))
 
 
 def show(report: AuditReport, as_json: bool, title: str) -> None:
@@ -187,7 +188,8 @@ def verify(
     jobs: int | None = typer.Option(None, "--jobs", "-j", min=1,
                                     help="Processes checking sessions (default: one per CPU; 1 = this one). "
                                          "Workers are forked only where that is safe (Linux, no other thread "
-                                         "in this process, e.g. not with --source clickhouse on chDB)."),
+                                         "in this process, e.g. not with --source clickhouse on chDB); the "
+                                         "report says how many did, and why fewer."),
     as_json: bool = JSON,
 ) -> None:
     validate_tenant_id(tenant)

@@ -97,3 +97,72 @@ def test_progress_display_starts_no_thread() -> None:
         tick(4)
         tick(6)
         assert threading.active_count() == before
+
+
+@pytest.fixture
+def ledger(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """`audit verify` over a synthetic ledger (no broker, no registry); every process that checks
+    sessions leaves a file named by its pid in the returned directory."""
+    import os
+    from collections.abc import Iterator
+    from contextlib import contextmanager
+
+    from agenttrail.audit import parallel, verify
+    from agenttrail.audit.sources import Loaded
+    from agenttrail.cli import audit as cli_audit
+
+    data = synthetic_dataset(600, tenant_id="cli", sessions=6, agents=1)
+    check = verify.verify_sessions
+
+    def marked(*args: object, **kw: object) -> object:
+        (tmp_path / str(os.getpid())).touch()
+        return check(*args, **kw)  # type: ignore[arg-type]
+
+    @contextmanager
+    def view(_settings: object) -> Iterator[object]:
+        yield data.keys
+
+    monkeypatch.setattr(verify, "verify_sessions", marked)
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_WEIGHT", 0)
+    monkeypatch.setattr(cli_audit, "_registry_view", view)
+    monkeypatch.setattr(cli_audit, "_bootstrap", lambda _settings: "unused:9092")
+    monkeypatch.setattr(cli_audit, "load_from_kafka", lambda *_a, **_k: Loaded(records=list(data.records)))
+    return tmp_path
+
+
+def test_verify_reports_one_process_and_why_in_a_threaded_process(
+        ledger: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+    import threading
+
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        assert run(["audit", "verify", "-t", "cli", "--no-compare", "--jobs", "2", "--json"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["ok"] is True and out["events"] == 600
+        assert out["processes"] == 1
+        assert out["processes_note"] == "2 wanted: this process has threads (fork is unsafe)"
+        assert run(["audit", "verify", "-t", "cli", "--no-compare", "--jobs", "2"]) == 0
+        table = "".join(capsys.readouterr().out.replace("│", " ").split())
+        assert "processes1(2wanted:thisprocesshasthreads(forkisunsafe))" in table
+    finally:
+        stop.set()
+        thread.join()
+    assert [p.name for p in ledger.iterdir()] == [str(os.getpid())]
+
+
+def test_verify_reports_the_processes_it_forked(ledger: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    from agenttrail.audit import parallel
+
+    monkeypatch.setattr(parallel, "fork_is_safe", lambda: True)  # earlier tests may leave an idle thread
+    assert run(["audit", "verify", "-t", "cli", "--no-compare", "--jobs", "2", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["ok"] is True and out["events"] == 600
+    assert (out["processes"], out["processes_note"]) == (2, None)
+    workers = {p.name for p in ledger.iterdir()}
+    assert workers and str(os.getpid()) not in workers

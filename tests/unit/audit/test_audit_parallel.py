@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import pytest
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from agenttrail import crypto
 from agenttrail.audit import parallel
 from agenttrail.audit.bench import Dataset, synthetic_dataset
-from agenttrail.audit.report import AuditReport
+from agenttrail.audit.report import AuditReport, combine
 from agenttrail.audit.verify import group_sessions, verify_all_sessions, verify_records
 from agenttrail.control import commands as cmd
 from agenttrail.control.view import RegistryView
@@ -111,11 +111,17 @@ TAMPERS: dict[str, Callable[[Records], Records]] = {
 }
 
 
+def findings(report: AuditReport) -> AuditReport:
+    """The report without what may differ between runs: timings and how many processes checked."""
+    return replace(report, chain_seconds=0.0, signature_seconds=0.0, processes=1, processes_note=None)
+
+
 def audit(data: Dataset, records: Records, jobs: int, **kw: object) -> AuditReport:
     kw.setdefault("checkpoints", [data.checkpoint])
     report = verify_records(records, data.keys, service_keys=[data.service_key.verifier], tenant_id=TENANT,
                             jobs=jobs, **kw)  # type: ignore[arg-type]
-    return replace(report, chain_seconds=0.0, signature_seconds=0.0)
+    assert (report.processes, report.processes_note) == (jobs, None)  # the forking fixture lets it fork
+    return findings(report)
 
 
 @pytest.mark.usefixtures("forking")
@@ -134,9 +140,9 @@ def test_the_workers_really_run_and_report_progress(data: Dataset) -> None:
     items = sorted(group_sessions(everything(data.records), []).items())
     ticks: list[int] = []
     results, used = verify_all_sessions(items, {}, data.keys, True, jobs=2, progress=ticks.append)
-    assert used == 2 and len(ticks) > 1 and sum(ticks) == results.events == sum(len(c) for _, c in items)
+    assert used.processes == 2 and len(ticks) > 1 and sum(ticks) == results.events == sum(len(c) for _, c in items)
     alone, used_alone = verify_all_sessions(items, {}, data.keys, True, jobs=1)
-    assert used_alone == 1
+    assert used_alone.processes == 1
     assert (results.failures, results.heads, results.signed) == (alone.failures, alone.heads, alone.signed)
 
 
@@ -173,8 +179,7 @@ def test_registry_view_keys_in_the_workers() -> None:
             records.append(LedgerRecord(env, index, prev, entry, False, 0, index))
     one = verify_records(records, view, tenant_id=TENANT, jobs=1)
     two = verify_records(records, view, tenant_id=TENANT, jobs=2)
-    assert replace(one, chain_seconds=0.0, signature_seconds=0.0) == replace(two, chain_seconds=0.0,
-                                                                            signature_seconds=0.0)
+    assert two.processes == 2 and findings(one) == findings(two)
     assert [(f.session_id, f.kind, f.chain_index, f.more) for f in two.failures] == \
         [(sid, "key_expired", 1, 1) for sid in ("s1", "s2", "s3")]
 
@@ -210,3 +215,49 @@ def test_chunks_cover_the_items_in_order(weights: list[int], chunks: int) -> Non
     assert all(lo < hi for lo, hi in bounds)
     if weights and chunks > 1 and sum(weights) > 0:
         assert max(sum(weights[lo:hi]) for lo, hi in bounds) <= sum(weights) / chunks + max(weights)
+
+
+@pytest.fixture
+def busy_thread() -> Iterator[None]:
+    """Another thread in this process, as the chDB store or `serve` would have."""
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+@pytest.mark.usefixtures("busy_thread")
+def test_a_threaded_process_reports_one_process_and_why(data: Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_WEIGHT", 0)  # only the thread stands in the way
+    report = verify_records(data.records, data.keys, tenant_id=TENANT, jobs=2)
+    assert report.ok
+    note = "2 wanted: this process has threads (fork is unsafe)"
+    assert (report.processes, report.processes_note) == (1, note)
+    assert (report.to_json()["processes"], report.to_json()["processes_note"]) == (1, note)
+    assert report.summary()["processes"] == f"1 ({note})"
+
+
+@pytest.mark.usefixtures("forking")
+def test_a_forked_check_reports_its_processes(data: Dataset) -> None:
+    report = verify_records(data.records, data.keys, tenant_id=TENANT, jobs=2)
+    assert (report.processes, report.processes_note) == (2, None)
+    assert report.summary()["processes"] == 2
+    assert combine(report, AuditReport(rows_compared=5)).processes == 2
+
+
+def test_the_plan_says_why_fewer_processes_than_wanted(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert parallel.plan(1, 10**6, 100) == parallel.JobPlan(1)
+    assert parallel.plan(4, 10**6, 1) == parallel.JobPlan(1, "4 wanted: only one session")
+    assert parallel.plan(4, 100, 10) == parallel.JobPlan(
+        1, f"4 wanted: 100 events, fewer than the {parallel.PARALLEL_MIN_WEIGHT:,} at which forking pays")
+    monkeypatch.setattr(parallel, "fork_is_safe", lambda: True)
+    assert parallel.plan(8, 10**6, 3) == parallel.JobPlan(3, "8 wanted: only 3 sessions")
+    assert parallel.plan(2, 10**6, 100) == parallel.JobPlan(2)
+    monkeypatch.setattr(parallel, "default_jobs", lambda: 2)
+    monkeypatch.setattr(parallel, "fork_is_safe", lambda: False)
+    monkeypatch.setattr(parallel, "fork_unsafe_reason", lambda: "this platform cannot fork")
+    assert parallel.plan(None, 10**6, 100) == parallel.JobPlan(1, "2 wanted (one per CPU): this platform cannot fork")
