@@ -14,13 +14,19 @@ none; the newest manifest names its snapshot id and chunk count, and every chunk
 id. Anything inconsistent means "no snapshot": the caller folds the whole ledger, which is always
 correct, only slower. A snapshot is a cache, never a source of truth: the restored state is also
 checked against the first ledger record folded after it (see `SessionTable.absorb_checked`).
+
+The format is shared: what a row holds is a `RowFormat` (the chain worker's `CHAIN_ROWS` by
+default; the checkpointer's heads in `processors.checkpointer_state`). Its name is written in the
+manifest, so one kind of snapshot can never be restored as another (a manifest without it, written
+before there were several kinds, is a chain snapshot).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 SNAPSHOT_VERSION = 1
 CHUNK_SESSIONS = 4000  # sessions per chunk at most
@@ -31,13 +37,43 @@ SessionRow = tuple[str, str, int, bytes, dict[str, int]]
 
 
 @dataclass(frozen=True, slots=True)
+class RowFormat:
+    """How one kind of snapshot writes its rows: a JSON list per row and back (``parse`` raises
+    ValueError/TypeError/KeyError/AttributeError on a bad row), and a worst-case JSON size."""
+
+    name: str
+    dump: Callable[[Any], list[object]]
+    parse: Callable[[Any], Any]
+    size: Callable[[Any], int]
+
+
+def _chain_dump(row: SessionRow) -> list[object]:
+    tenant, session, index, head, seqs = row
+    return [tenant, session, index, head.hex(), seqs]
+
+
+def _chain_parse(raw: Any) -> SessionRow:
+    t, s, i, h, seqs = raw
+    return str(t), str(s), int(i), bytes.fromhex(h), {str(a): int(q) for a, q in seqs.items()}
+
+
+def _chain_size(row: SessionRow) -> int:
+    # worst case JSON: every character escaped as \uXXXX (6 bytes)
+    tenant, session, _, _, seqs = row
+    return 100 + 6 * (len(tenant) + len(session)) + sum(6 * len(a) + 24 for a in seqs)
+
+
+CHAIN_ROWS = RowFormat("chain", _chain_dump, _chain_parse, _chain_size)
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
-    topic: str  # the events topic
+    topic: str  # the topic whose partition's state this is (chain: events topic; checkpointer: ledger topic)
     partition: int
     ledger_offset: int  # the state is the fold of ledger records [0, ledger_offset)
     snapshot_id: str
     created_at: int  # epoch micros
-    sessions: tuple[SessionRow, ...]
+    sessions: tuple[Any, ...]  # rows of the snapshot's RowFormat (chain: SessionRow)
 
 
 def manifest_key(topic: str, partition: int) -> bytes:
@@ -48,28 +84,27 @@ def chunk_key(topic: str, partition: int, chunk: int) -> bytes:
     return f"{topic}:{partition}:{chunk}".encode()
 
 
-def encode_snapshot(snapshot: Snapshot) -> list[tuple[bytes, bytes]]:
+def encode_snapshot(snapshot: Snapshot, rows: RowFormat = CHAIN_ROWS) -> list[tuple[bytes, bytes]]:
     """(key, value) messages: the chunks first, the manifest last (all in one transaction)."""
-    chunks = _chunks(snapshot.sessions) or [()]
+    chunks = _chunks(snapshot.sessions, rows.size) or [()]
     out: list[tuple[bytes, bytes]] = []
     for n, chunk in enumerate(chunks):
         body = {"v": SNAPSHOT_VERSION, "snapshot": snapshot.snapshot_id, "chunk": n,
-                "sessions": [[t, s, i, h.hex(), seqs] for t, s, i, h, seqs in chunk]}
+                "sessions": [rows.dump(row) for row in chunk]}
         out.append((chunk_key(snapshot.topic, snapshot.partition, n), _dumps(body)))
-    manifest = {"v": SNAPSHOT_VERSION, "snapshot": snapshot.snapshot_id, "topic": snapshot.topic,
+    manifest = {"v": SNAPSHOT_VERSION, "rows": rows.name, "snapshot": snapshot.snapshot_id, "topic": snapshot.topic,
                 "partition": snapshot.partition, "ledger_offset": snapshot.ledger_offset,
                 "created_at": snapshot.created_at, "chunks": len(chunks), "sessions": len(snapshot.sessions)}
     out.append((manifest_key(snapshot.topic, snapshot.partition), _dumps(manifest)))
     return out
 
 
-def _chunks(rows: tuple[SessionRow, ...]) -> list[tuple[SessionRow, ...]]:
+def _chunks(rows: tuple[Any, ...], size_of: Callable[[Any], int]) -> list[tuple[Any, ...]]:
     """Consecutive rows, cut at CHUNK_SESSIONS rows or about CHUNK_BYTES of JSON."""
-    out: list[tuple[SessionRow, ...]] = []
+    out: list[tuple[Any, ...]] = []
     start = size = 0
-    for i, (tenant, session, _, _, seqs) in enumerate(rows):
-        # worst case JSON: every character escaped as \uXXXX (6 bytes)
-        row_size = 100 + 6 * (len(tenant) + len(session)) + sum(6 * len(a) + 24 for a in seqs)
+    for i, row in enumerate(rows):
+        row_size = size_of(row)
         if i > start and (i - start >= CHUNK_SESSIONS or size + row_size > CHUNK_BYTES):
             out.append(rows[start:i])
             start, size = i, 0
@@ -79,9 +114,11 @@ def _chunks(rows: tuple[SessionRow, ...]) -> list[tuple[SessionRow, ...]]:
     return out
 
 
-def latest_snapshots(messages: Iterable[tuple[bytes | None, bytes | None]]) -> dict[tuple[str, int], Snapshot]:
-    """The newest complete snapshot per (events topic, partition) among messages read in offset
-    order. Incomplete or unreadable snapshots are left out (the caller rebuilds from the ledger)."""
+def latest_snapshots(messages: Iterable[tuple[bytes | None, bytes | None]],
+                     rows: RowFormat = CHAIN_ROWS) -> dict[tuple[str, int], Snapshot]:
+    """The newest complete snapshot per (topic, partition) among messages read in offset order.
+    Incomplete or unreadable snapshots, and snapshots of another row format, are left out (the
+    caller rebuilds from the ledger)."""
     latest: dict[bytes, bytes] = {}
     for key, value in messages:
         if key is None:
@@ -94,19 +131,21 @@ def latest_snapshots(messages: Iterable[tuple[bytes | None, bytes | None]]) -> d
     for key, value in latest.items():
         if key.count(b":") != 1:  # a chunk ("topic:partition:n"); manifests are "topic:partition"
             continue
-        snapshot = _assemble(value, latest)
+        snapshot = _assemble(value, latest, rows)
         if snapshot is not None:
             out[(snapshot.topic, snapshot.partition)] = snapshot
     return out
 
 
-def _assemble(manifest_value: bytes, latest: dict[bytes, bytes]) -> Snapshot | None:
+def _assemble(manifest_value: bytes, latest: dict[bytes, bytes], fmt: RowFormat) -> Snapshot | None:
     try:
         manifest = json.loads(manifest_value)
         if manifest.get("v") != SNAPSHOT_VERSION or "ledger_offset" not in manifest:
             return None
+        if manifest.get("rows", CHAIN_ROWS.name) != fmt.name:
+            return None
         topic, partition, sid = str(manifest["topic"]), int(manifest["partition"]), str(manifest["snapshot"])
-        rows: list[SessionRow] = []
+        rows: list[Any] = []
         for n in range(int(manifest["chunks"])):
             raw = latest.get(chunk_key(topic, partition, n))
             if raw is None:
@@ -114,8 +153,7 @@ def _assemble(manifest_value: bytes, latest: dict[bytes, bytes]) -> Snapshot | N
             chunk = json.loads(raw)
             if chunk.get("snapshot") != sid or chunk.get("chunk") != n:
                 return None
-            for t, s, i, h, seqs in chunk["sessions"]:
-                rows.append((str(t), str(s), int(i), bytes.fromhex(h), {str(a): int(q) for a, q in seqs.items()}))
+            rows.extend(fmt.parse(raw) for raw in chunk["sessions"])
         if len(rows) != int(manifest["sessions"]):
             return None
         offset = int(manifest["ledger_offset"])

@@ -1,5 +1,7 @@
-"""The chain worker's snapshot shell: load the newest snapshots, restore tables, write snapshots.
+"""The snapshot shell: load the newest snapshots, restore tables, write snapshots.
 
+Loading and writing serve every kind of snapshot (the chain worker's by default, the
+checkpointer's with its topic and `RowFormat`); `fold` and `new_snapshot` are the chain worker's.
 Pure parts are in `processors.snapshot` (format) and `processors.sequencer` (restore, checked fold).
 """
 
@@ -14,19 +16,22 @@ from agenttrail.errors import BrokerError
 from agenttrail.kafka.partition_reader import Part, read_partitions
 from agenttrail.kafka.topics import CHAIN_SNAPSHOTS_TOPIC
 from agenttrail.processors.sequencer import SessionTable
-from agenttrail.processors.snapshot import Snapshot, encode_snapshot, latest_snapshots
+from agenttrail.processors.snapshot import CHAIN_ROWS, RowFormat, Snapshot, encode_snapshot, latest_snapshots
 from agenttrail.schemas.ledger import decode_ledger
 
 logger = logging.getLogger(__name__)
 
 
-def load_snapshots(bootstrap: str, sources: list[Part], snapshot_partitions: int) -> dict[Part, Snapshot]:
-    """The newest complete snapshot of each events partition in ``sources`` (those that have one)."""
+def load_snapshots(bootstrap: str, sources: list[Part], snapshot_partitions: int, *,
+                   topic: str = CHAIN_SNAPSHOTS_TOPIC, rows: RowFormat = CHAIN_ROWS,
+                   group: str = "agenttrail-chain-snapshots") -> dict[Part, Snapshot]:
+    """The newest complete snapshot of each partition in ``sources`` (those that have one), from the
+    snapshot ``topic`` (a source's snapshots are in its partition number modulo the topic's)."""
     if not sources or snapshot_partitions < 1:
         return {}
-    parts = sorted({(CHAIN_SNAPSHOTS_TOPIC, p % snapshot_partitions) for _, p in sources})
-    read = read_partitions(bootstrap, parts, group="agenttrail-chain-snapshots")
-    found = latest_snapshots(kv for part in parts for kv in read[part])
+    parts = sorted({(topic, p % snapshot_partitions) for _, p in sources})
+    read = read_partitions(bootstrap, parts, group=group)
+    found = latest_snapshots((kv for part in parts for kv in read[part]), rows)
     return {src: found[src] for src in sources if src in found}
 
 
@@ -51,22 +56,23 @@ def ledger_end(consumer: Consumer, ledger: Part) -> int:
     return int(high)
 
 
-def write_snapshots(producer: Producer, snapshots: list[Snapshot], snapshot_partitions: int) -> bool:
-    """Write ``snapshots`` in one transaction of the worker's transactional producer. A failure is
-    logged and aborted (snapshots are a cache; the next one comes later); fencing is raised."""
+def write_snapshots(producer: Producer, snapshots: list[Snapshot], snapshot_partitions: int, *,
+                    topic: str = CHAIN_SNAPSHOTS_TOPIC, rows: RowFormat = CHAIN_ROWS,
+                    writer: str = "chain worker") -> bool:
+    """Write ``snapshots`` in one transaction of the ``writer``'s transactional producer. A failure
+    is logged and aborted (snapshots are a cache; the next one comes later); fencing is raised."""
     producer.begin_transaction()
     try:
         for snap in snapshots:
-            for key, value in encode_snapshot(snap):
-                producer.produce(CHAIN_SNAPSHOTS_TOPIC, key=key, value=value,
-                                 partition=snap.partition % snapshot_partitions)
+            for key, value in encode_snapshot(snap, rows):
+                producer.produce(topic, key=key, value=value, partition=snap.partition % snapshot_partitions)
         producer.commit_transaction(60)
         return True
     except KafkaException as exc:
         err = exc.args[0]
         if err.fatal():
-            raise BrokerError(f"chain worker was fenced or hit a fatal error: {err.str()}") from None
-        logger.warning("chain snapshot not written (%s); the next one is due later", err.str())
+            raise BrokerError(f"{writer} was fenced or hit a fatal error: {err.str()}") from None
+        logger.warning("%s snapshot not written (%s); the next one is due later", writer, err.str())
         try:
             producer.abort_transaction(60)
         except KafkaException as abort_exc:
