@@ -127,15 +127,22 @@ def group_lag(bootstrap: str, group_id: str, topics: Iterable[str]) -> int:
 
 def system_topic_specs(partitions: int, retention_days: int) -> list[TopicSpec]:
     """The shared topics every process may write: dead letters, checkpoints, embeddings."""
-    from agenttrail.kafka.topics import CHAIN_SNAPSHOTS_TOPIC, CHECKPOINTS_TOPIC, DLQ_TOPIC, EMBEDDINGS_TOPIC
+    from agenttrail.kafka.topics import (
+        CHAIN_SNAPSHOTS_TOPIC,
+        CHECKPOINTER_STATE_TOPIC,
+        CHECKPOINTS_TOPIC,
+        DLQ_TOPIC,
+        EMBEDDINGS_TOPIC,
+    )
 
     retention = str(retention_days * 86_400_000)
+    snapshots = {"cleanup.policy": "compact", "segment.ms": "600000", "min.cleanable.dirty.ratio": "0.1",
+                 "max.message.bytes": str(8 * 1024 * 1024)}
     return [
         TopicSpec(DLQ_TOPIC, partitions, {"retention.ms": retention}),
         TopicSpec(CHECKPOINTS_TOPIC, partitions, {"retention.ms": "-1"}),  # signed history: kept
         TopicSpec(EMBEDDINGS_TOPIC, partitions, {"retention.ms": retention}),
-        # A cache of the chain state: only the newest snapshot per key matters.
-        TopicSpec(CHAIN_SNAPSHOTS_TOPIC, partitions, {
-            "cleanup.policy": "compact", "segment.ms": "600000", "min.cleanable.dirty.ratio": "0.1",
-            "max.message.bytes": str(8 * 1024 * 1024)}),
+        # Caches of the chain state and of the checkpointer's heads: only the newest snapshot per key matters.
+        TopicSpec(CHAIN_SNAPSHOTS_TOPIC, partitions, dict(snapshots)),
+        TopicSpec(CHECKPOINTER_STATE_TOPIC, partitions, dict(snapshots)),
     ]

@@ -14,6 +14,7 @@ REGISTRY_TOPIC = f"{PREFIX}.registry"
 CHECKPOINTS_TOPIC = f"{PREFIX}.checkpoints"
 EMBEDDINGS_TOPIC = f"{PREFIX}.embeddings"
 CHAIN_SNAPSHOTS_TOPIC = f"{PREFIX}.chain-snapshots"  # compacted: chain state per events partition
+CHECKPOINTER_STATE_TOPIC = f"{PREFIX}.checkpointer-state"  # compacted: session heads per ledger partition
 
 EVENTS_PATTERN = r"^agenttrail\.[a-z0-9][a-z0-9_-]*\.events$"
 LEDGER_PATTERN = r"^agenttrail\.[a-z0-9][a-z0-9_-]*\.ledger$"
