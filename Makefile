@@ -10,7 +10,7 @@ JARS := .agenttrail/kafka/libs/.complete
 
 bootstrap: $(STAMP) $(JARS)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py agenttrail/native/_fastpath.c
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[dev]"
@@ -29,6 +29,7 @@ demo: bootstrap
 # fixtures and stopped afterwards). pytest's exit code 5 (no test ran) is a failure.
 test: bootstrap
 	$(VENV)/bin/ruff check agenttrail tests
+	@$(PY) -c "from agenttrail import native; print('C fast path:', native.status())"
 	@rc=0; $(PY) -m pytest -q -p no:cacheprovider --durations=15 $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest ran no test: failing"; exit 1; fi; exit $$rc
 

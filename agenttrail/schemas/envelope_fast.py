@@ -10,6 +10,7 @@ decoder (fastavro), which also names the exact error. A property test holds this
 
 from __future__ import annotations
 
+from agenttrail.native import fastpath
 from agenttrail.schemas.codec import HEADER_LEN
 from agenttrail.schemas.envelope import (
     EVENT_TYPES,
@@ -23,6 +24,9 @@ from agenttrail.schemas.envelope import (
 from agenttrail.schemas.registry import ENVELOPE_V1
 
 _HEADER = ENVELOPE_V1.header
+if fastpath is not None:  # the same function in C (agenttrail/native/_fastpath.c); this file stays the reference
+    fastpath.setup(Envelope, EVENT_TYPES, SIGNING_DOMAIN, _HEADER)
+_native_decode = fastpath.decode_v1 if fastpath is not None else None
 _TYPE_PARTS = tuple(_u32(len(t)) + t.encode() for t in EVENT_TYPES)
 _NO_ATTRIBUTES = _u32(0)
 _MAX_VARINT_BYTES = 10  # a 64-bit zigzag value; anything longer or larger goes to the generic decoder
@@ -120,8 +124,13 @@ def decode_signed(data: bytes) -> tuple[Envelope, bytes | None]:
     needed (compute them with ``signing_bytes`` after the field checks). Raises what
     ``decode_envelope`` raises for a message it refuses."""
     if type(data) is bytes and data[:HEADER_LEN] == _HEADER:
-        try:
-            return _decode_v1(data)
-        except (_Unusual, IndexError, UnicodeDecodeError):
-            pass
+        if _native_decode is not None:
+            found = _native_decode(data)
+            if found is not None:
+                return found  # type: ignore[no-any-return]
+        else:
+            try:
+                return _decode_v1(data)
+            except (_Unusual, IndexError, UnicodeDecodeError):
+                pass
     return decode_envelope(data), None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from agenttrail.native import fastpath
 from agenttrail.schemas.codec import HEADER_LEN, decode, encode
 from agenttrail.schemas.envelope import Envelope
 from agenttrail.schemas.registry import ENVELOPE_V1, LEDGER_SCHEMAS, LEDGER_V1
@@ -48,6 +49,9 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
+_native_ledger = fastpath.ledger_v1 if fastpath is not None else None  # the same in C (agenttrail/native)
+
+
 def encode_ledger_from_raw(raw_envelope: bytes, rec: LedgerRecord) -> bytes:
     """encode_ledger(rec), reusing the agent's own envelope bytes instead of re-encoding them.
 
@@ -57,6 +61,11 @@ def encode_ledger_from_raw(raw_envelope: bytes, rec: LedgerRecord) -> bytes:
     back to it. The hot path saves a full envelope re-encode per event."""
     if raw_envelope[:HEADER_LEN] != ENVELOPE_V1.header:
         return encode_ledger(rec)
+    if _native_ledger is not None:
+        found = _native_ledger(LEDGER_V1.header, raw_envelope, rec.chain_index, rec.prev_hash, rec.entry_hash,
+                               rec.seq_gap, rec.source_partition, rec.source_offset)
+        if found is not None:
+            return found  # type: ignore[no-any-return]
     return b"".join((
         LEDGER_V1.header, raw_envelope[HEADER_LEN:], _varint(rec.chain_index),
         _varint(len(rec.prev_hash)), rec.prev_hash, _varint(len(rec.entry_hash)), rec.entry_hash,
