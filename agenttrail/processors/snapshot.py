@@ -24,9 +24,12 @@ before there were several kinds, is a chain snapshot).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 SNAPSHOT_VERSION = 1
 CHUNK_SESSIONS = 4000  # sessions per chunk at most
@@ -134,7 +137,17 @@ def latest_snapshots(messages: Iterable[tuple[bytes | None, bytes | None]],
         snapshot = _assemble(value, latest, rows)
         if snapshot is not None:
             out[(snapshot.topic, snapshot.partition)] = snapshot
+        elif _of_format(value, rows):
+            logger.warning("snapshot %s is incomplete or unreadable: its ledger is folded instead",
+                           key.decode(errors="replace"))
     return out
+
+
+def _of_format(manifest_value: bytes, fmt: RowFormat) -> bool:
+    try:
+        return bool(json.loads(manifest_value).get("rows", CHAIN_ROWS.name) == fmt.name)
+    except (ValueError, AttributeError):
+        return True  # not even a manifest: worth a warning
 
 
 def _assemble(manifest_value: bytes, latest: dict[bytes, bytes], fmt: RowFormat) -> Snapshot | None:

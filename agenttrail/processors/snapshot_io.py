@@ -8,12 +8,14 @@ Pure parts are in `processors.snapshot` (format) and `processors.sequencer` (res
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from agenttrail.errors import BrokerError
-from agenttrail.kafka.partition_reader import Part, read_partitions
+from agenttrail.kafka.admin import TopicSpec, ensure_topics, list_topics
+from agenttrail.kafka.partition_reader import REBUILD_TIMEOUT_S, Part, iter_partitions
 from agenttrail.kafka.topics import CHAIN_SNAPSHOTS_TOPIC
 from agenttrail.processors.sequencer import SessionTable
 from agenttrail.processors.snapshot import CHAIN_ROWS, RowFormat, Snapshot, encode_snapshot, latest_snapshots
@@ -24,14 +26,16 @@ logger = logging.getLogger(__name__)
 
 def load_snapshots(bootstrap: str, sources: list[Part], snapshot_partitions: int, *,
                    topic: str = CHAIN_SNAPSHOTS_TOPIC, rows: RowFormat = CHAIN_ROWS,
-                   group: str = "agenttrail-chain-snapshots") -> dict[Part, Snapshot]:
+                   group: str = "agenttrail-chain-snapshots",
+                   timeout: float = REBUILD_TIMEOUT_S) -> dict[Part, Snapshot]:
     """The newest complete snapshot of each partition in ``sources`` (those that have one), from the
-    snapshot ``topic`` (a source's snapshots are in its partition number modulo the topic's)."""
+    snapshot ``topic`` (a source's snapshots are in its partition number modulo the topic's).
+    Streamed: only the newest message of each key is held."""
     if not sources or snapshot_partitions < 1:
         return {}
     parts = sorted({(topic, p % snapshot_partitions) for _, p in sources})
-    read = read_partitions(bootstrap, parts, group=group)
-    found = latest_snapshots((kv for part in parts for kv in read[part]), rows)
+    read = iter_partitions(bootstrap, parts, group=group, timeout=timeout)
+    found = latest_snapshots(((msg.key(), msg.value()) for msg in read), rows)
     return {src: found[src] for src in sources if src in found}
 
 
@@ -48,6 +52,18 @@ def fold(values: list[tuple[bytes | None, bytes | None]], snapshot: Snapshot | N
         if not table.absorb_checked(decode_ledger(value or b"")):
             return None
     return table
+
+
+def open_snapshot_topic(bootstrap: str, spec: TopicSpec, attempts: int = 40) -> int:
+    """Make sure a snapshot topic exists; its partition count (a just-created topic can list none
+    for a moment). BrokerError when it cannot be made or seen."""
+    ensure_topics(bootstrap, [spec])
+    for _ in range(attempts):
+        count = list_topics(bootstrap).get(spec.name, 0)
+        if count:
+            return count
+        time.sleep(0.25)
+    raise BrokerError(f"{spec.name} has no partitions")
 
 
 def ledger_end(consumer: Consumer, ledger: Part) -> int:
