@@ -30,6 +30,7 @@ class Settings:
     clock_skew_seconds: int = 300
     checkpoint_interval_seconds: float = 10.0
     chain_snapshot_seconds: float = 60.0  # 0: never snapshot (a new owner folds the whole ledger)
+    checkpointer_snapshot_seconds: float = 60.0  # 0: never snapshot (a restart folds every ledger)
     key_grace_seconds: int = 86_400
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -94,6 +95,7 @@ def load_settings(environ: dict[str, str] | None = None, dotenv: Path | None = P
         clock_skew_seconds=_int(env, "CLOCK_SKEW_SECONDS", 300, minimum=1),
         checkpoint_interval_seconds=float(_int(env, "CHECKPOINT_INTERVAL_SECONDS", 10, minimum=1)),
         chain_snapshot_seconds=float(_int(env, "CHAIN_SNAPSHOT_SECONDS", 60, minimum=0)),
+        checkpointer_snapshot_seconds=float(_int(env, "CHECKPOINTER_SNAPSHOT_SECONDS", 60, minimum=0)),
         key_grace_seconds=_int(env, "KEY_GRACE_SECONDS", 86_400, minimum=0),
         extra={k: v for k, v in (
             ("embedder_threads", env.get(ENV_PREFIX + "EMBEDDER_THREADS", "")),

@@ -7,51 +7,92 @@ retention cut get a signed retention anchor (their final heads) and a purge comm
 execute. Whole sessions are purged, never a prefix, so every chain that remains is complete;
 `lesson` rows are kept forever and still verify one by one (signature and entry hash).
 
-One checkpointer runs per cluster (it reads all partitions). On start it re-reads the ledger to
-rebuild the heads and the checkpoints topic to continue each tenant's checkpoint chain.
+One checkpointer runs per cluster (it reads all partitions). On start it re-reads the checkpoints
+topic to continue each tenant's checkpoint chain, and rebuilds the heads per ledger partition
+(`processors.checkpointer_state`): the newest snapshot of the partition, checked as the ledger
+after it is folded on, else the whole partition. Right after writing checkpoints, at most every
+`checkpointer_snapshot_seconds`, it snapshots the partitions that changed to the compacted
+`agenttrail.checkpointer-state` topic, so a restart folds only what came after.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import re
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 
 from agenttrail.config import Settings
+from agenttrail.errors import BrokerError
+from agenttrail.kafka.admin import list_topics, system_topic_specs
 from agenttrail.kafka.clients import consumer_config, producer_config
-from agenttrail.kafka.topics import CHECKPOINTS_TOPIC, LEDGER_PATTERN, tenant_of_topic
-from agenttrail.metrics import METRICS
+from agenttrail.kafka.partition_reader import Part, iter_partitions
+from agenttrail.kafka.topics import CHECKPOINTER_STATE_TOPIC, CHECKPOINTS_TOPIC, LEDGER_PATTERN, tenant_of_topic
+from agenttrail.metrics import METRICS, Metrics
 from agenttrail.processors.checkpoint import build_checkpoint, parse_note
+from agenttrail.processors.checkpointer_state import (
+    HEAD_ROWS,
+    REFUSED,
+    UNREADABLE,
+    PartitionHeads,
+    merge_heads,
+    usable,
+)
 from agenttrail.processors.retention import PurgeCommand, RetentionPolicy, plan_purge
 from agenttrail.processors.service_key import ServiceKey
-from agenttrail.schemas.ledger import decode_ledger
+from agenttrail.processors.snapshot import Snapshot
+from agenttrail.processors.snapshot_io import load_snapshots, open_snapshot_topic, write_snapshots
 
 logger = logging.getLogger(__name__)
 
 KIND_HEADER = "kind"
+LEDGER_RE = re.compile(LEDGER_PATTERN)
+# A restore takes as long as the history it folds: no deadline (stop() ends it between records).
+RESTORE_TIMEOUT_S = math.inf
+ROWS_PER_TRANSACTION = 200_000  # snapshots are written in transactions of about this many sessions
 
 
 @dataclass(slots=True)
 class TenantHeads:
-    heads: dict[str, tuple[int, bytes]] = field(default_factory=dict)  # session -> (length, head)
-    last_ts: dict[str, int] = field(default_factory=dict)  # session -> newest event ts
+    parts: dict[int, PartitionHeads] = field(default_factory=dict)  # ledger partition -> its fold
     anchored: set[str] = field(default_factory=set)  # sessions already anchored and purged
     prev_checkpoint: bytes | None = None
     prev_anchor: bytes | None = None
 
+    def merged(self) -> tuple[dict[str, tuple[int, bytes]], dict[str, int]]:
+        """Every session's (length, head) and newest ts, over the tenant's ledger partitions."""
+        return merge_heads(self.parts.values())
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    partitions: int  # ledger partitions found on start
+    from_snapshots: int  # of which restored from a snapshot (and the ledger after it)
+    refused: int  # snapshots found but not used: outside the ledger, or not continued by it
+    folded: dict[Part, int]  # ledger records read per partition
+
 
 class Checkpointer:
     def __init__(self, settings: Settings, bootstrap: str, registry: object, key: ServiceKey,
-                 retention_interval_seconds: float = 3600.0) -> None:
+                 retention_interval_seconds: float = 3600.0, *, metrics: Metrics = METRICS) -> None:
         self.settings = settings
         self.bootstrap = bootstrap
         self.registry = registry  # agenttrail.control.view.RegistryView-like: .tenants()
         self.key = key
         self.retention_interval = retention_interval_seconds
+        self.metrics = metrics
         self.tenants: dict[str, TenantHeads] = {}
+        self.restored: Restored | None = None
+        self.snapshot_every = settings.checkpointer_snapshot_seconds
+        self._state_partitions = 0
+        self._state_producer: Producer | None = None
+        self._dirty: set[Part] = set()  # ledger partitions folded on since their last snapshot
+        self._snapshot_at = 0.0
         self._stop = threading.Event()
         self._lock = threading.Lock()
 
@@ -64,41 +105,36 @@ class Checkpointer:
             state = self.tenants[tenant_id] = TenantHeads()
         return state
 
-    # -- rebuild -------------------------------------------------------------------------------
+    def _partition(self, tenant_id: str, partition: int) -> PartitionHeads:
+        parts = self._tenant(tenant_id).parts
+        state = parts.get(partition)
+        if state is None:
+            state = parts[partition] = PartitionHeads()
+        return state
+
+    # -- previous notes ------------------------------------------------------------------------
     def load_previous_notes(self, timeout: float = 60.0) -> None:
         """Continue each tenant's checkpoint and anchor chains from the checkpoints topic.
 
-        A just-created topic can answer NOT_LEADER / UNKNOWN_PARTITION for a moment: retried."""
+        A just-created topic can answer NOT_LEADER / UNKNOWN_PARTITION for a moment: retried
+        (reading the notes again is harmless: the newest of each chain wins, anchored sets add up)."""
         deadline = time.monotonic() + timeout
         while True:
             try:
                 self._load_previous_notes()
                 return
-            except KafkaException as exc:
-                if time.monotonic() >= deadline or exc.args[0].fatal():
+            except (KafkaException, BrokerError) as exc:
+                fatal = isinstance(exc, KafkaException) and exc.args[0].fatal()
+                if time.monotonic() >= deadline or fatal:
                     raise
-                logger.info("checkpoints topic not ready (%s): retrying", exc.args[0].str())
+                logger.info("checkpoints topic not ready (%s): retrying", exc)
                 time.sleep(0.5)
 
     def _load_previous_notes(self) -> None:
-        consumer = Consumer(consumer_config(self.bootstrap, "agenttrail-checkpointer-load",
-                                            **{"enable.partition.eof": True}))
-        try:
-            md = consumer.list_topics(CHECKPOINTS_TOPIC, timeout=30).topics[CHECKPOINTS_TOPIC]
-            parts = [TopicPartition(CHECKPOINTS_TOPIC, p, OFFSET_BEGINNING) for p in md.partitions]
-            ends = {p.partition: consumer.get_watermark_offsets(p, timeout=30)[1] for p in parts}
-            todo = {p for p, high in ends.items() if high > 0}
-            consumer.assign(parts)
-            deadline = time.monotonic() + 120
-            while todo and time.monotonic() < deadline:
-                for msg in consumer.consume(1000, 0.5):
-                    if msg.error():
-                        if msg.error().code() == KafkaError._PARTITION_EOF:
-                            todo.discard(msg.partition())
-                        continue
-                    self._absorb_note(msg.value(), dict(msg.headers() or []))
-        finally:
-            consumer.close()
+        parts = [(CHECKPOINTS_TOPIC, p) for p in range(list_topics(self.bootstrap).get(CHECKPOINTS_TOPIC, 0))]
+        for msg in iter_partitions(self.bootstrap, parts, group="agenttrail-checkpointer-load",
+                                   timeout=RESTORE_TIMEOUT_S):
+            self._absorb_note(msg.value(), dict(msg.headers() or []))
 
     def _absorb_note(self, value: bytes, headers: dict[str, bytes]) -> None:
         kind = headers.get(KIND_HEADER, b"").decode()
@@ -117,36 +153,118 @@ class Checkpointer:
         else:
             state.prev_checkpoint = note.hash
 
-    def absorb_ledger(self, value: bytes, tenant: str | None = None, session: str | None = None,
-                      headers: dict[str, bytes] | None = None) -> None:
-        """Fold one ledger record into the heads: from its chain headers when present (no decode)."""
-        head = headers or {}
-        if tenant and session and {"chain_index", "entry_hash", "ts"} <= head.keys():
-            length, entry, ts = int(head["chain_index"]) + 1, head["entry_hash"], int(head["ts"])
-        else:
-            rec = decode_ledger(value)
-            tenant, session = rec.envelope.tenant_id, rec.envelope.session_id
-            length, entry, ts = rec.chain_index + 1, rec.entry_hash, rec.envelope.ts
+    # -- restore -------------------------------------------------------------------------------
+    def restore(self) -> Restored:
+        """Rebuild the heads of every ledger partition: its newest usable snapshot plus the ledger
+        after it, checked as it is folded on; the whole partition when there is none or it is refused."""
+        ledgers = sorted((topic, p) for topic, count in list_topics(self.bootstrap).items()
+                         if LEDGER_RE.fullmatch(topic) and tenant_of_topic(topic) for p in range(count))
+        snapshots, refused = self._usable_snapshots(ledgers)
+        states = {part: PartitionHeads.restore(snapshots[part]) if part in snapshots else PartitionHeads()
+                  for part in ledgers}
+        folded: dict[Part, int] = {}
+        broken = self._fold(states, set(snapshots), folded)
+        for part in sorted(broken):
+            logger.warning("checkpointer snapshot of %s[%d] does not continue into its ledger: folding the whole "
+                           "partition", *part)
+            states[part] = PartitionHeads()
+        if broken:
+            self._fold({part: states[part] for part in broken}, set(), folded)
         with self._lock:
-            state = self._tenant(tenant)
-            current = state.heads.get(session)
-            if current is None or current[0] < length:
-                state.heads[session] = (length, entry)
-            if ts > state.last_ts.get(session, 0):
-                state.last_ts[session] = ts
+            for (topic, partition), state in states.items():
+                self._tenant(tenant_of_topic(topic) or "").parts[partition] = state
+        self._dirty.update(part for part, count in folded.items() if count)  # snapshot them at the next chance
+        restored = Restored(len(ledgers), len(snapshots) - len(broken), refused + len(broken), folded)
+        self.restored = restored
+        logger.info("checkpointer restored %d ledger partitions (%d from snapshots, %d refused): %d records folded",
+                    restored.partitions, restored.from_snapshots, restored.refused, sum(folded.values()))
+        self.metrics.inc("agenttrail_checkpointer_partitions_restored_total", restored.from_snapshots,
+                         help="ledger partitions whose heads came from a snapshot on start")
+        self.metrics.inc("agenttrail_checkpointer_snapshots_refused_total", restored.refused,
+                         help="checkpointer snapshots found on start but not used (the partition was folded whole)")
+        self.metrics.inc("agenttrail_checkpointer_records_folded_total", sum(folded.values()),
+                         help="ledger records folded to rebuild the checkpointer's heads on start")
+        return restored
+
+    def _usable_snapshots(self, ledgers: list[Part]) -> tuple[dict[Part, Snapshot], int]:
+        """The newest snapshot of each ledger partition whose offset lies within the ledger, and how
+        many were left out. Snapshots that cannot be read at all: none (every ledger is folded)."""
+        if self.snapshot_every <= 0 or self._state_partitions < 1 or not ledgers:
+            return {}, 0
+        try:
+            found = load_snapshots(self.bootstrap, ledgers, self._state_partitions, topic=CHECKPOINTER_STATE_TOPIC,
+                                   rows=HEAD_ROWS, group="agenttrail-checkpointer-state", timeout=RESTORE_TIMEOUT_S)
+        except BrokerError as exc:
+            logger.warning("checkpointer snapshots unreadable (%s): folding every ledger", exc)
+            return {}, 0
+        outside = 0
+        consumer = Consumer(consumer_config(self.bootstrap, "agenttrail-checkpointer-state"))
+        try:
+            for part, snap in sorted(found.items()):
+                low, high = consumer.get_watermark_offsets(TopicPartition(*part), timeout=30, cached=False)
+                if not usable(snap, low, high):
+                    logger.warning("checkpointer snapshot of %s[%d] at offset %d is outside its ledger [%d, %d): "
+                                   "folding the whole partition", *part, snap.ledger_offset, low, high)
+                    del found[part]
+                    outside += 1
+        finally:
+            consumer.close()
+        return found, outside
+
+    def _fold(self, states: dict[Part, PartitionHeads], checked: set[Part], folded: dict[Part, int]) -> set[Part]:
+        """Fold each partition's ledger from its state's offset on; the checked partitions whose
+        snapshot a record did not continue (left as they were when refused)."""
+        refused: set[Part] = set()
+        reader = iter_partitions(self.bootstrap, list(states), {p: s.offset for p, s in states.items() if s.offset},
+                                 group="agenttrail-checkpointer-restore", timeout=RESTORE_TIMEOUT_S)
+        try:
+            for n, msg in enumerate(reader):
+                part = (msg.topic(), msg.partition())
+                if part in refused:
+                    continue
+                folded[part] = folded.get(part, 0) + 1
+                outcome = states[part].fold_record(msg.offset(), msg.key(), msg.value(), dict(msg.headers() or []),
+                                                   checked=part in checked)
+                if outcome == REFUSED:
+                    refused.add(part)
+                elif outcome == UNREADABLE:
+                    logger.warning("unreadable ledger record at %s[%d]@%d", *part, msg.offset())
+                if n % 4096 == 0 and self._stop.is_set():
+                    break
+        finally:
+            reader.close()
+        return refused
 
     # -- outputs -------------------------------------------------------------------------------
+    def absorb_ledger(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
+                      headers: dict[str, bytes]) -> str:
+        """Fold one ledger record (in offset order per partition) into its tenant's heads."""
+        with self._lock:
+            return self._absorb(topic, partition, offset, key, value, headers)
+
+    def _absorb(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
+                headers: dict[str, bytes]) -> str:
+        tenant = tenant_of_topic(topic)
+        if tenant is None:
+            return UNREADABLE
+        outcome = self._partition(tenant, partition).fold_record(offset, key, value, headers)
+        self._dirty.add((topic, partition))
+        if outcome == UNREADABLE:
+            logger.warning("unreadable ledger record at %s[%d]@%d", topic, partition, offset)
+        return outcome
+
     def checkpoint_all(self, producer: Producer, now_micros: int) -> int:
         written = 0
         with self._lock:
             for tenant in self._active_tenants():
                 state = self._tenant(tenant)
-                cp = build_checkpoint(tenant, dict(state.heads), state.prev_checkpoint, now_micros, self.key)
+                heads, _ = state.merged()
+                cp = build_checkpoint(tenant, heads, state.prev_checkpoint, now_micros, self.key)
                 producer.produce(CHECKPOINTS_TOPIC, key=tenant.encode(), value=cp.to_text().encode(),
                                  headers=[(KIND_HEADER, b"checkpoint")])
                 state.prev_checkpoint = cp.hash
                 written += 1
-        METRICS.inc("agenttrail_checkpoints_total", written, help="signed checkpoints written")
+        self.metrics.inc("agenttrail_checkpoints_total", written, help="signed checkpoints written")
         return written
 
     def retention_all(self, producer: Producer, now_micros: int) -> list[PurgeCommand]:
@@ -156,8 +274,9 @@ class Checkpointer:
             for tenant in self._active_tenants():
                 state = self._tenant(tenant)
                 policy = RetentionPolicy(self._retention_days(tenant))
-                planned = plan_purge(tenant, policy, now_micros, state.heads, state.last_ts,
-                                     state.prev_anchor, self.key, state.anchored)
+                heads, last_ts = state.merged()
+                planned = plan_purge(tenant, policy, now_micros, heads, last_ts, state.prev_anchor, self.key,
+                                     state.anchored)
                 if planned is None:
                     continue
                 anchor, cmd = planned  # the anchor goes first: sinks purge only what is anchored
@@ -180,26 +299,82 @@ class Checkpointer:
         found = lookup(tenant) if lookup else None
         return int(getattr(found, "retention_days", self.settings.retention_days))
 
+    # -- snapshots -----------------------------------------------------------------------------
+    def open_snapshots(self) -> None:
+        """The snapshot topic and a transactional producer for it; snapshots are turned off (every
+        start then folds every ledger) when either cannot be had."""
+        if self.snapshot_every <= 0:
+            return
+        spec = next(s for s in system_topic_specs(self.settings.partitions, self.settings.retention_days)
+                    if s.name == CHECKPOINTER_STATE_TOPIC)
+        try:
+            self._state_partitions = open_snapshot_topic(self.bootstrap, spec)
+            producer = Producer(producer_config(self.bootstrap, **{
+                "transactional.id": "agenttrail-checkpointer-state", "transaction.timeout.ms": 60000}))
+            producer.init_transactions(60)  # fences a previous checkpointer's snapshot writes
+            self._state_producer = producer
+        except (BrokerError, KafkaException) as exc:
+            logger.warning("checkpointer snapshots off: %s", exc)
+            self.snapshot_every, self._state_partitions = 0, 0
+
+    def snapshot_due(self, now_micros: int) -> int:
+        """Snapshot the ledger partitions folded on since their last snapshot, at most every
+        snapshot interval; the number written. Each snapshot is exactly the state's partition (its
+        heads and the offset they were folded to): snapshots are taken in the folding thread."""
+        if self._state_producer is None or not self._dirty:
+            return 0
+        now = time.monotonic()
+        if now - self._snapshot_at < self.snapshot_every:
+            return 0
+        with self._lock:
+            snaps = [Snapshot(topic, partition, state.offset, uuid.uuid4().hex, now_micros, state.rows())
+                     for topic, partition in sorted(self._dirty)
+                     if (state := self._partition(tenant_of_topic(topic) or "", partition)).offset > 0]
+        written = 0
+        try:
+            for group in _transactions(snaps):
+                if not write_snapshots(self._state_producer, group, self._state_partitions,
+                                       topic=CHECKPOINTER_STATE_TOPIC, rows=HEAD_ROWS, writer="checkpointer"):
+                    break
+                self._dirty.difference_update((s.topic, s.partition) for s in group)
+                written += len(group)
+        except BrokerError as exc:  # fenced: another checkpointer writes snapshots now
+            logger.error("checkpointer snapshots off: %s", exc)
+            self._state_producer = None
+        self._snapshot_at = now
+        self.metrics.inc("agenttrail_checkpointer_snapshots_total", written,
+                         help="ledger partitions whose heads the checkpointer snapshotted")
+        return written
+
     # -- loop ----------------------------------------------------------------------------------
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Each ledger partition is followed from the offset its heads were folded to."""
+        for tp in partitions:
+            tenant = tenant_of_topic(tp.topic)
+            state = self.tenants[tenant].parts.get(tp.partition) if tenant in self.tenants else None
+            tp.offset = state.offset if state is not None and state.offset > 0 else OFFSET_BEGINNING
+        consumer.assign(partitions)
+
     def run(self) -> None:
         self.load_previous_notes()
+        self.open_snapshots()
+        self.restore()
+        if self._stop.is_set():
+            return
         producer = Producer(producer_config(self.bootstrap))
         consumer = Consumer(consumer_config(self.bootstrap, f"agenttrail-checkpointer-{time.time_ns()}"))
-        consumer.subscribe([LEDGER_PATTERN])
+        consumer.subscribe([LEDGER_PATTERN], on_assign=self._on_assign)
         interval = self.settings.checkpoint_interval_seconds
         next_cp = time.monotonic() + interval
         next_retention = time.monotonic() + min(interval, self.retention_interval)
         try:
             while not self._stop.is_set():
-                for msg in consumer.consume(5000, 0.2):
-                    if msg.error() is None and (tenant := tenant_of_topic(msg.topic())):
-                        try:
-                            key = msg.key()
-                            self.absorb_ledger(msg.value(), tenant, key.decode() if key else None,
-                                               dict(msg.headers() or []))
-                        except Exception:
-                            logger.warning("unreadable ledger record at %s[%d]@%d", msg.topic(),
-                                           msg.partition(), msg.offset())
+                msgs = consumer.consume(5000, 0.2)
+                with self._lock:
+                    for msg in msgs:
+                        if msg.error() is None:
+                            self._absorb(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(),
+                                         dict(msg.headers() or []))
                 now = time.monotonic()
                 if now >= next_retention:
                     next_retention = now + self.retention_interval
@@ -208,7 +383,21 @@ class Checkpointer:
                     next_cp = now + interval
                     self.checkpoint_all(producer, time.time_ns() // 1000)
                     producer.flush(30)
+                    self.snapshot_due(time.time_ns() // 1000)
                 producer.poll(0)
         finally:
             consumer.close()
             producer.flush(10)
+
+
+def _transactions(snaps: list[Snapshot]) -> list[list[Snapshot]]:
+    """Consecutive snapshots, grouped into transactions of about ROWS_PER_TRANSACTION sessions."""
+    groups: list[list[Snapshot]] = []
+    rows = 0
+    for snap in snaps:
+        if not groups or (rows and rows + len(snap.sessions) > ROWS_PER_TRANSACTION):
+            groups.append([])
+            rows = 0
+        groups[-1].append(snap)
+        rows += len(snap.sessions)
+    return groups

@@ -1,0 +1,210 @@
+"""A restarted checkpointer resumes from its snapshots instead of re-reading every ledger: the same
+heads as a full rebuild, only the ledger written after the snapshots read, and its checkpoints
+still verify and chain across the restart. Broken snapshots fall back to folding the partition."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import uuid
+import zlib
+from collections import Counter, defaultdict
+from types import SimpleNamespace
+
+import pytest
+from confluent_kafka import Producer
+from pipeline_support import read_all, wait_until
+
+from agenttrail.config import Settings
+from agenttrail.kafka.admin import TopicSpec, ensure_topics, system_topic_specs
+from agenttrail.kafka.clients import producer_config
+from agenttrail.kafka.topics import CHECKPOINTER_STATE_TOPIC, CHECKPOINTS_TOPIC, ledger_topic
+from agenttrail.metrics import Metrics
+from agenttrail.processors.chain_worker import chain_headers
+from agenttrail.processors.checkpoint import Checkpoint, parse_note, verify_checkpoint
+from agenttrail.processors.checkpointer import Checkpointer
+from agenttrail.processors.checkpointer_state import HEAD_ROWS, fold
+from agenttrail.processors.service_key import ServiceKey
+from agenttrail.processors.snapshot import Snapshot, encode_snapshot, latest_snapshots, manifest_key
+from agenttrail.schemas.ledger import LedgerRecord, encode_ledger
+from agenttrail.sinks.clickhouse.synthetic import SyntheticSpec, generate
+
+PARTITIONS = 4
+FIRST, TOTAL = 2000, 3000
+
+
+class OneTenant:
+    """The registry view the checkpointer asks for active tenants: only ours gets checkpoints."""
+
+    def __init__(self, tenant: str) -> None:
+        self._tenants = [SimpleNamespace(tenant_id=tenant, status="active")]
+
+    def tenants(self) -> list[SimpleNamespace]:
+        return self._tenants
+
+
+def ledger_of(tenant: str) -> list[LedgerRecord]:
+    """Synthetic ledger records, sessions interleaved (each in order): batches cut through sessions."""
+    queues: dict[str, list[LedgerRecord]] = defaultdict(list)
+    for rec in generate(SyntheticSpec(tenants=(tenant,), events=TOTAL, mean_session_events=25, seed=11)):
+        queues[rec.envelope.session_id].append(rec)
+    rng, out, live = random.Random(11), [], [q[::-1] for q in queues.values()]
+    while live:
+        queue = rng.choice(live)
+        out.append(queue.pop())
+        if not queue:
+            live.remove(queue)
+    return out
+
+
+def partition_of(rec: LedgerRecord) -> int:
+    return zlib.crc32(rec.envelope.session_id.encode()) % PARTITIONS
+
+
+def produce(bootstrap: str, topic: str, records: list[LedgerRecord], start: int) -> None:
+    """As the chain worker writes them (key = session), every 7th without its chain headers."""
+    producer = Producer(producer_config(bootstrap))
+    for n, rec in enumerate(records, start):
+        producer.produce(topic, key=rec.envelope.session_id.encode(), value=encode_ledger(rec),
+                         partition=partition_of(rec), headers=None if n % 7 == 0 else chain_headers(rec))
+    assert producer.flush(30) == 0
+
+
+def oracle(records: list[LedgerRecord]) -> tuple[dict[str, tuple[int, bytes]], dict[str, int]]:
+    heads: dict[str, tuple[int, bytes]] = {}
+    last_ts: dict[str, int] = {}
+    for rec in records:
+        s = rec.envelope.session_id
+        if rec.chain_index + 1 > heads.get(s, (0, b""))[0]:
+            heads[s] = (rec.chain_index + 1, rec.entry_hash)
+        last_ts[s] = max(last_ts.get(s, 0), rec.envelope.ts)
+    return heads, last_ts
+
+
+def start(settings: Settings, tenant: str, key: ServiceKey,
+          live: list[tuple[str, int, int]] | None = None) -> tuple[Checkpointer, threading.Thread]:
+    """A checkpointer in a thread; ``live`` collects (topic, partition, offset) of what it folds
+    while following the ledgers (after its restore)."""
+    cp = Checkpointer(settings, settings.kafka_bootstrap or "", OneTenant(tenant), key, metrics=Metrics())
+    if live is not None:
+        absorb = cp._absorb
+
+        def spy(topic: str, partition: int, offset: int, *rest: object) -> str:
+            live.append((topic, partition, offset))
+            return absorb(topic, partition, offset, *rest)  # type: ignore[arg-type]
+
+        cp._absorb = spy  # type: ignore[method-assign]
+    thread = threading.Thread(target=cp.run, name="checkpointer-test", daemon=True)
+    thread.start()
+    return cp, thread
+
+
+def stop(cp: Checkpointer, thread: threading.Thread) -> None:
+    cp.stop()
+    thread.join(60)
+    assert not thread.is_alive()
+
+
+def notes_of(bootstrap: str, tenant: str) -> list[Checkpoint]:
+    return [n for *_, k, v in read_all(bootstrap, [CHECKPOINTS_TOPIC], idle=0.5)
+            if k == tenant.encode() and isinstance(n := parse_note(v), Checkpoint)]
+
+
+def snapshots_of(bootstrap: str, ledger: str) -> dict[int, Snapshot]:
+    found = latest_snapshots(((k, v) for *_, k, v in read_all(bootstrap, [CHECKPOINTER_STATE_TOPIC], idle=0.5)),
+                             HEAD_ROWS)
+    return {p: s for (t, p), s in found.items() if t == ledger}
+
+
+def test_a_restart_folds_only_the_ledger_after_the_snapshots(kafka_settings: Settings, caplog) -> None:  # type: ignore[no-untyped-def]
+    bootstrap = kafka_settings.kafka_bootstrap or ""
+    settings = kafka_settings.with_overrides(checkpoint_interval_seconds=1.0, checkpointer_snapshot_seconds=1.0,
+                                             retention_days=36_500, partitions=PARTITIONS)
+    tenant = f"cps-{uuid.uuid4().hex[:6]}"
+    ledger = ledger_topic(tenant)
+    ensure_topics(bootstrap, [*system_topic_specs(PARTITIONS, 36_500), TopicSpec(ledger, PARTITIONS, {})])
+    records = ledger_of(tenant)
+    first = Counter(partition_of(r) for r in records[:FIRST])
+    later = Counter(partition_of(r) for r in records[FIRST:])
+    assert len(first) == len(later) == PARTITIONS
+    key = ServiceKey.generate("cp-test")
+
+    # 1. a checkpointer folds the first records (half of them written while it runs) and snapshots them
+    produce(bootstrap, ledger, records[: FIRST // 2], 0)
+    live: list[tuple[str, int, int]] = []
+    cp, thread = start(settings, tenant, key, live)
+    try:
+        assert wait_until(lambda: cp.restored is not None, 60)
+        produce(bootstrap, ledger, records[FIRST // 2 : FIRST], FIRST // 2)
+        assert wait_until(lambda: {p: s.ledger_offset for p, s in snapshots_of(bootstrap, ledger).items()}
+                          == dict(first), 60), "no snapshot covers the first records"
+    finally:
+        stop(cp, thread)
+    assert cp.tenants[tenant].merged() == oracle(records[:FIRST])
+    assert cp.restored is not None
+    for p in range(PARTITIONS):  # every record folded, by the restore or then while following: none skipped
+        restored = cp.restored.folded.get((ledger, p), 0)
+        assert sorted({o for t, q, o in live if (t, q) == (ledger, p)}) == list(range(restored, first[p])), p
+
+    # 2. more records while none runs; a new one restores and reads only those
+    produce(bootstrap, ledger, records[FIRST:], FIRST)
+    full = Checkpointer(settings.with_overrides(checkpointer_snapshot_seconds=0), bootstrap, OneTenant(tenant), key,
+                        metrics=Metrics())
+    rebuilt = full.restore()  # the reference: every ledger folded from the beginning
+    assert sum(n for (t, _), n in rebuilt.folded.items() if t == ledger) == TOTAL
+    assert full.tenants[tenant].merged() == oracle(records)
+    cp, thread = start(settings, tenant, key)
+    try:
+        assert wait_until(lambda: any(n.events == TOTAL for n in notes_of(bootstrap, tenant)), 60)
+    finally:
+        stop(cp, thread)
+    assert cp.restored is not None
+    assert {p: n for (t, p), n in cp.restored.folded.items() if t == ledger} == dict(later)
+    assert cp.restored.from_snapshots >= PARTITIONS and cp.restored.refused == 0
+    assert cp.metrics.total("agenttrail_checkpointer_records_folded_total") == sum(cp.restored.folded.values())
+    assert cp.metrics.total("agenttrail_checkpointer_partitions_restored_total") == cp.restored.from_snapshots
+    assert cp.tenants[tenant].merged() == full.tenants[tenant].merged()
+
+    # 3. every checkpoint verifies and the chain goes on across the restart; the last covers all heads
+    notes = notes_of(bootstrap, tenant)
+    previous = None
+    for note in notes:
+        verify_checkpoint(note, [key.verifier], previous=previous)
+        previous = note
+    verify_checkpoint(notes[-1], [key.verifier], expected_heads=oracle(records)[0])
+
+    # 4. broken snapshots: one a record does not continue (a wrong head), one beyond its ledger's
+    #    end, one unreadable; each partition is folded whole, with a warning, and the heads are right
+    tampered = {p: s for p, s in snapshots_of(bootstrap, ledger).items()}
+    p0 = [(n, r.envelope.session_id.encode(), encode_ledger(r), dict(chain_headers(r)))
+          for n, r in enumerate(r for r in records if partition_of(r) == 0)]
+    cut = first[0]
+    early = fold(p0[:cut])
+    assert early is not None
+    victim = next(m[1].decode() for m in p0[cut:] if m[1].decode() in early.heads)
+    early.heads[victim] = (early.heads[victim][0], bytes(32))
+    bad = [*encode_snapshot(Snapshot(ledger, 0, cut, "bad", 1, early.rows()), HEAD_ROWS),
+           *encode_snapshot(Snapshot(ledger, 1, first[1] + later[1] + 5, "far", 1, tampered[1].sessions), HEAD_ROWS),
+           (manifest_key(ledger, 2), b"{not json")]
+    producer = Producer(producer_config(bootstrap))
+    for k, v in bad:
+        producer.produce(CHECKPOINTER_STATE_TOPIC, key=k, value=v, partition=int(k.split(b":")[1]) % PARTITIONS)
+    assert producer.flush(30) == 0
+    again = Checkpointer(settings, bootstrap, OneTenant(tenant), key, metrics=Metrics())
+    again.open_snapshots()
+    with caplog.at_level(logging.WARNING):
+        restored = again.restore()
+    ours = {p: n for (t, p), n in restored.folded.items() if t == ledger}
+    assert ours[1] == first[1] + later[1] and ours[2] == first[2] + later[2] and 3 not in ours
+    assert ours[0] > first[0] + later[0]  # folded on from the bad snapshot until refused, then whole
+    assert restored.refused >= 2
+    assert again.tenants[tenant].merged() == full.tenants[tenant].merged()
+    warned = caplog.text
+    assert f"{ledger}[0] does not continue" in warned and f"{ledger}[1] at offset" in warned
+    assert f"{ledger}:2 is incomplete or unreadable" in warned
+
+
+@pytest.fixture(autouse=True)
+def _quiet_kafka_logs(caplog) -> None:  # type: ignore[no-untyped-def]
+    caplog.set_level(logging.INFO, logger="agenttrail.processors.checkpointer")
