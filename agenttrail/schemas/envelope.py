@@ -145,8 +145,22 @@ def decode_envelope(data: bytes) -> Envelope:
     return Envelope.from_record(record)
 
 
+_tenant_ok = TENANT_ID_RE.fullmatch
+_SIGNED_64 = 1 << 63
+
+
 def check_fields(env: Envelope) -> None:
     """Structural checks a well-formed envelope passes (InvalidEvent("bad_field") otherwise)."""
+    # Every event takes this: one expression for the well-formed case, the itemised list otherwise.
+    try:
+        if (_tenant_ok(env.tenant_id) and 0 < len(env.event_id) <= MAX_ID_CHARS
+                and 0 < len(env.agent_id) <= MAX_ID_CHARS and 0 < len(env.session_id) <= MAX_ID_CHARS
+                and 0 < len(env.key_id) <= MAX_ID_CHARS and env.type in _EVENT_TYPE_SET
+                and 0 <= env.seq < _SIGNED_64 and 0 <= env.ts < _SIGNED_64 and len(env.payload_sha256) == 32
+                and (not env.signature or len(env.signature) == crypto.SIGNATURE_LEN)):
+            return
+    except TypeError:
+        pass  # a field of the wrong type: the list below says which
     problems: list[str] = []
     if not TENANT_ID_RE.fullmatch(env.tenant_id):
         problems.append(f"tenant_id {env.tenant_id!r} is not a valid tenant id")
