@@ -178,6 +178,8 @@ class Checkpointer:
         self.restored = restored
         logger.info("checkpointer restored %d ledger partitions (%d from snapshots, %d refused): %d records folded",
                     restored.partitions, restored.from_snapshots, restored.refused, sum(folded.values()))
+        self.metrics.set("agenttrail_checkpointer_restored", float(restored.from_snapshots > 0),
+                         help="1: the last start restored heads from snapshots; 0: it folded every ledger whole")
         self.metrics.inc("agenttrail_checkpointer_partitions_restored_total", restored.from_snapshots,
                          help="ledger partitions whose heads came from a snapshot on start")
         self.metrics.inc("agenttrail_checkpointer_snapshots_refused_total", restored.refused,

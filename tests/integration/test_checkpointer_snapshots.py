@@ -164,6 +164,8 @@ def test_a_restart_folds_only_the_ledger_after_the_snapshots(kafka_settings: Set
     assert cp.restored.from_snapshots >= PARTITIONS and cp.restored.refused == 0
     assert cp.metrics.total("agenttrail_checkpointer_records_folded_total") == sum(cp.restored.folded.values())
     assert cp.metrics.total("agenttrail_checkpointer_partitions_restored_total") == cp.restored.from_snapshots
+    assert cp.metrics.total("agenttrail_checkpointer_restored") == 1
+    assert full.metrics.total("agenttrail_checkpointer_restored") == 0
     assert cp.tenants[tenant].merged() == full.tenants[tenant].merged()
 
     # 3. every checkpoint verifies and the chain goes on across the restart; the last covers all heads
