@@ -179,37 +179,29 @@ build_envelope(PyObject *values[N_FIELDS])
     return env;
 }
 
-static PyObject *
-decode_v1(PyObject *module, PyObject *arg)
+/* The v1 envelope body at d[*pos:]: 1 with *env_out (and *msg_out, the signing bytes, when
+ * want_message) set and *pos after it; 0 where envelope_fast._decode_v1 gives up; -1 on an
+ * error (MemoryError). With exact_end the body must end the data (no trailing bytes). */
+static int
+parse_envelope(const unsigned char *d, Py_ssize_t len, Py_ssize_t *pos_io, int exact_end, int want_message,
+               PyObject **env_out, PyObject **msg_out)
 {
-    if (envelope_type == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "agenttrail.native._fastpath.setup() was not called");
-        return NULL;
-    }
-    if (!PyBytes_CheckExact(arg))
-        Py_RETURN_NONE;
-    const unsigned char *d = (const unsigned char *)PyBytes_AS_STRING(arg);
-    Py_ssize_t len = PyBytes_GET_SIZE(arg);
-    Py_ssize_t hlen = PyBytes_GET_SIZE(header);
-    if (len < hlen || memcmp(d, PyBytes_AS_STRING(header), (size_t)hlen) != 0)
-        Py_RETURN_NONE;
-
-    Py_ssize_t pos = hlen;
+    Py_ssize_t pos = *pos_io;
     span ev, te, ag, se, payload, digest, kid, sig;
     int64_t seq, ts, count;
     if (read_blob(d, len, &pos, &ev) || read_blob(d, len, &pos, &te) || read_blob(d, len, &pos, &ag)
         || read_blob(d, len, &pos, &se) || read_long(d, len, &pos, &seq) || read_long(d, len, &pos, &ts))
-        Py_RETURN_NONE;
+        return 0;
     if (pos >= len)
-        Py_RETURN_NONE;
+        return 0;
     unsigned int kind = d[pos];
     if (kind >= 0x80 || (kind & 1) || (Py_ssize_t)(kind >> 1) >= n_types)
-        Py_RETURN_NONE;
+        return 0;
     kind >>= 1;
     pos++;
     if (read_blob(d, len, &pos, &payload) || read_blob(d, len, &pos, &digest)
         || read_long(d, len, &pos, &count))
-        Py_RETURN_NONE;
+        return 0;
 
     PyObject *result = NULL, *attributes = NULL, *message = NULL, *env = NULL;
     PyObject *values[N_FIELDS] = {NULL};
@@ -257,7 +249,7 @@ decode_v1(PyObject *module, PyObject *arg)
         pos++;
         qsort(pairs, (size_t)count, sizeof(pair), compare_pairs);
     }
-    if (read_blob(d, len, &pos, &kid) || read_blob(d, len, &pos, &sig) || pos != len) {
+    if (read_blob(d, len, &pos, &kid) || read_blob(d, len, &pos, &sig) || (exact_end && pos != len)) {
         unusual = 1;
         goto done;
     }
@@ -285,6 +277,10 @@ decode_v1(PyObject *module, PyObject *arg)
     if (env == NULL)
         goto done;
 
+    if (!want_message) {
+        result = env;
+        goto done;
+    }
     /* The signing bytes (docs/signing.md), from slices of the message. */
     span type_name;
     Py_ssize_t type_len;
@@ -320,17 +316,98 @@ decode_v1(PyObject *module, PyObject *arg)
         PyErr_SetString(PyExc_SystemError, "agenttrail fast path: signing bytes size mismatch");
         goto done;
     }
-    result = PyTuple_Pack(2, env, message);
+    result = env;
 
 done:
     PyMem_Free(pairs);
     for (int i = 0; i < N_FIELDS; i++)
         Py_XDECREF(values[i]);
     Py_XDECREF(attributes);
-    Py_XDECREF(message);
-    Py_XDECREF(env);
-    if (result == NULL && unusual && !PyErr_Occurred())
+    if (result == NULL) {
+        Py_XDECREF(message);
+        Py_XDECREF(env);
+        return unusual && !PyErr_Occurred() ? 0 : -1;
+    }
+    *env_out = env;
+    *msg_out = message;
+    *pos_io = pos;
+    return 1;
+}
+
+static int
+check_setup(void)
+{
+    if (envelope_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "agenttrail.native._fastpath.setup() was not called");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+decode_v1(PyObject *module, PyObject *arg)
+{
+    if (check_setup() < 0)
+        return NULL;
+    if (!PyBytes_CheckExact(arg))
         Py_RETURN_NONE;
+    const unsigned char *d = (const unsigned char *)PyBytes_AS_STRING(arg);
+    Py_ssize_t len = PyBytes_GET_SIZE(arg), pos = PyBytes_GET_SIZE(header);
+    if (len < pos || memcmp(d, PyBytes_AS_STRING(header), (size_t)pos) != 0)
+        Py_RETURN_NONE;
+    PyObject *env = NULL, *message = NULL;
+    int found = parse_envelope(d, len, &pos, 1, 1, &env, &message);
+    if (found < 0)
+        return NULL;
+    if (found == 0)
+        Py_RETURN_NONE;
+    PyObject *result = PyTuple_Pack(2, env, message);
+    Py_DECREF(env);
+    Py_DECREF(message);
+    return result;
+}
+
+/* ledger.decode_ledger for a v1 ledger record holding a v1 envelope body: (Envelope, chain_index,
+ * prev_hash, entry_hash, seq_gap, source_partition, source_offset), or None for anything else
+ * (the caller then takes fastavro, which names the exact error). */
+static PyObject *
+decode_ledger_v1(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "decode_ledger_v1 takes (data, ledger_header)");
+        return NULL;
+    }
+    if (check_setup() < 0)
+        return NULL;
+    PyObject *data = args[0], *lheader = args[1];
+    if (!PyBytes_CheckExact(data) || !PyBytes_CheckExact(lheader))
+        Py_RETURN_NONE;
+    const unsigned char *d = (const unsigned char *)PyBytes_AS_STRING(data);
+    Py_ssize_t len = PyBytes_GET_SIZE(data), pos = PyBytes_GET_SIZE(lheader);
+    if (len < pos || memcmp(d, PyBytes_AS_STRING(lheader), (size_t)pos) != 0)
+        Py_RETURN_NONE;
+    PyObject *env = NULL, *message = NULL;
+    int found = parse_envelope(d, len, &pos, 0, 0, &env, &message);
+    if (found < 0)
+        return NULL;
+    if (found == 0)
+        Py_RETURN_NONE;
+    int64_t index, partition, offset;
+    span prev, entry;
+    int gap = -1;
+    if (read_long(d, len, &pos, &index) == 0 && read_blob(d, len, &pos, &prev) == 0
+        && read_blob(d, len, &pos, &entry) == 0 && pos < len && d[pos] <= 1) {
+        gap = d[pos++];
+    }
+    if (gap < 0 || read_long(d, len, &pos, &partition) || partition < INT32_MIN || partition > INT32_MAX
+        || read_long(d, len, &pos, &offset) || pos != len) {
+        Py_DECREF(env);
+        Py_RETURN_NONE;
+    }
+    /* "N" hands the reference to env over to the tuple. */
+    PyObject *result = Py_BuildValue("(NLy#y#OLL)", env, (long long)index, (const char *)prev.p, prev.n,
+                                     (const char *)entry.p, entry.n, gap ? Py_True : Py_False,
+                                     (long long)partition, (long long)offset);
     return result;
 }
 
@@ -725,6 +802,8 @@ static PyMethodDef methods[] = {
     {"decode_v1", decode_v1, METH_O, "(Envelope, signing bytes) of a plain v1 envelope, or None."},
     {"canonical_plain", canonical_plain, METH_O,
      "True when the payload is RFC 8785 canonical for certain; False: not shown here."},
+    {"decode_ledger_v1", (PyCFunction)(void (*)(void))decode_ledger_v1, METH_FASTCALL,
+     "decode_ledger_v1(data, ledger_header): the fields of a plain v1 ledger record, or None."},
     {"ledger_v1", (PyCFunction)(void (*)(void))ledger_v1, METH_FASTCALL,
      "ledger_v1(header, raw_envelope, chain_index, prev_hash, entry_hash, seq_gap, partition, offset)."},
     {NULL, NULL, 0, NULL},

@@ -15,6 +15,7 @@ from typing import Any
 from agenttrail import crypto
 from agenttrail.errors import InvalidEvent
 from agenttrail.kafka.topics import TENANT_ID_RE
+from agenttrail.native import fastpath
 from agenttrail.schemas.canonical import canonical_json, uuid7
 from agenttrail.schemas.codec import decode, encode
 from agenttrail.schemas.registry import ENVELOPE_SCHEMAS, ENVELOPE_V1
@@ -221,3 +222,7 @@ def payload_matches(env: Envelope) -> bool:
 def verify_envelope(env: Envelope, public_key: bytes) -> bool:
     """Signature valid and payload (unless erased) matching its hash: what an agent's event must pass."""
     return payload_matches(env) and verify_signature(env, public_key)
+
+
+if fastpath is not None:  # the C fast path builds Envelopes and signing bytes of this exact layout
+    fastpath.setup(Envelope, EVENT_TYPES, SIGNING_DOMAIN, ENVELOPE_V1.header)

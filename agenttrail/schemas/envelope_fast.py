@@ -24,8 +24,7 @@ from agenttrail.schemas.envelope import (
 from agenttrail.schemas.registry import ENVELOPE_V1
 
 _HEADER = ENVELOPE_V1.header
-if fastpath is not None:  # the same function in C (agenttrail/native/_fastpath.c); this file stays the reference
-    fastpath.setup(Envelope, EVENT_TYPES, SIGNING_DOMAIN, _HEADER)
+# The same function in C (agenttrail/native/_fastpath.c, set up by envelope.py); this file stays the reference.
 _native_decode = fastpath.decode_v1 if fastpath is not None else None
 _TYPE_PARTS = tuple(_u32(len(t)) + t.encode() for t in EVENT_TYPES)
 _NO_ATTRIBUTES = _u32(0)

@@ -73,7 +73,17 @@ def encode_ledger_from_raw(raw_envelope: bytes, rec: LedgerRecord) -> bytes:
     ))
 
 
+_native_decode_ledger = fastpath.decode_ledger_v1 if fastpath is not None else None
+
+
 def decode_ledger(data: bytes) -> LedgerRecord:
-    """Decode one ledger record; unknown fingerprint -> unknown_schema, broken bytes -> malformed."""
+    """Decode one ledger record; unknown fingerprint -> unknown_schema, broken bytes -> malformed.
+
+    A plain v1 record is read by the C fast path when it is built (the sinks decode every record);
+    fastavro reads everything else and names the error of a broken one."""
+    if _native_decode_ledger is not None:
+        found = _native_decode_ledger(data, LEDGER_V1.header)
+        if found is not None:
+            return LedgerRecord(*found)
     _, record = decode(data, LEDGER_SCHEMAS)
     return LedgerRecord.from_record(record)

@@ -196,3 +196,58 @@ def test_agenttrail_native_0_runs_the_python_reference() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "AGENTTRAIL_NATIVE": "0"}).stdout.strip()
     assert out == "off (AGENTTRAIL_NATIVE=0) None None"
+
+
+# ---- decode_ledger_v1 ----------------------------------------------------------------------------
+
+def _fastavro_ledger(data: bytes) -> LedgerRecord | None:
+    from agenttrail.errors import InvalidEvent
+    from agenttrail.schemas.codec import decode
+    from agenttrail.schemas.registry import LEDGER_SCHEMAS
+
+    try:
+        return LedgerRecord.from_record(decode(data, LEDGER_SCHEMAS)[1])
+    except (InvalidEvent, KeyError, TypeError, ValueError):
+        return None
+
+
+ledger_fields = (st.integers(0, 2**63 - 1), st.binary(max_size=40), st.binary(max_size=40), st.booleans(),
+                 st.integers(0, 2**31 - 1), st.integers(0, 2**63 - 1))
+
+
+@settings(max_examples=300, deadline=None)
+@given(envelopes(), *ledger_fields)
+def test_ledger_decode_matches_fastavro(env: Envelope, index: int, prev: bytes, entry: bytes, gap: bool,
+                                        partition: int, offset: int) -> None:
+    rec = LedgerRecord(env, index, prev, entry, gap, partition, offset)
+    data = ledger.encode_ledger(rec)
+    found = fastpath.decode_ledger_v1(data, LEDGER_V1.header)
+    assert found is not None and LedgerRecord(*found) == rec == ledger.decode_ledger(data)
+    assert type(found[4]) is bool
+
+
+@settings(max_examples=1500, deadline=None)
+@given(envelopes(), *ledger_fields, st.data())
+def test_ledger_decode_never_disagrees_on_mutated_bytes(env: Envelope, index: int, prev: bytes, entry: bytes,
+                                                        gap: bool, partition: int, offset: int,
+                                                        draw: st.DataObject) -> None:
+    data = _mutate(ledger.encode_ledger(LedgerRecord(env, index, prev, entry, gap, partition, offset)), draw)
+    found = fastpath.decode_ledger_v1(data, LEDGER_V1.header)
+    if found is not None:  # where C reads a record, fastavro reads the same one
+        assert LedgerRecord(*found) == _fastavro_ledger(data)
+
+
+def test_ledger_decode_leaves_the_unusual_to_fastavro() -> None:
+    from agenttrail.schemas.envelope import build_envelope
+    from tests.unit.schemas.test_envelope import KEY
+
+    env = build_envelope(key=KEY, tenant_id="t", agent_id="a", session_id="s", seq=1, type="message",
+                         payload={"text": "x"})
+    data = ledger.encode_ledger(LedgerRecord(env, 3, b"p" * 32, b"e" * 32, True, 2, 9))
+    assert fastpath.decode_ledger_v1(data, LEDGER_V1.header) is not None
+    assert fastpath.decode_ledger_v1(data + b"\x00", LEDGER_V1.header) is None  # trailing bytes
+    gap_at = len(data) - 3  # seq_gap, partition (1 byte), offset (1 byte)
+    assert data[gap_at] == 1
+    assert fastpath.decode_ledger_v1(data[:gap_at] + b"\x02" + data[gap_at + 1:], LEDGER_V1.header) is None
+    assert fastpath.decode_ledger_v1(ENVELOPE_V1.header + data[10:], LEDGER_V1.header) is None
+    assert fastpath.decode_ledger_v1(data, ENVELOPE_V1.header) is None
