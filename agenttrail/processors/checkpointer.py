@@ -52,7 +52,7 @@ logger = logging.getLogger(__name__)
 
 KIND_HEADER = "kind"
 LEDGER_RE = re.compile(LEDGER_PATTERN)
-# A restore takes as long as the history it folds: no deadline (stop() ends it between records).
+# A restore takes as long as the history it folds: no deadline (stop() ends it, checked every 4096 records).
 RESTORE_TIMEOUT_S = math.inf
 ROWS_PER_TRANSACTION = 200_000  # snapshots are written in transactions of about this many sessions
 
