@@ -4,7 +4,8 @@ The run provisions a fresh tenant, pre-produces signed events into its events to
 ``workers`` worker subprocesses (``agenttrail worker --no-embed --no-checkpoints``, so each has its
 own interpreter and core) and watches the tenant's ledger with a ``read_committed`` consumer until
 every event is committed there. Raw verify/s is measured in this process on one core, in the same
-run, over signing bytes of the same events.
+run, over signing bytes of the same events, in CPU seconds of its thread, before and after the
+workers run: the higher of the two is the limit.
 
 Reported rates:
 - ``wall_s``: worker start to the last ledger record committed (includes the interpreter start,
@@ -55,22 +56,25 @@ def _rate(count: int, seconds: float) -> float:
     return round(count / seconds, 1) if seconds > 0 else 0.0
 
 
-def best_rate(op: Callable[[], object], windows: int = 5, seconds: float = 0.4) -> float:
+def best_rate(op: Callable[[], object], windows: int = 5, seconds: float = 0.4,
+              clock: Callable[[], float] = time.perf_counter) -> float:
     """Calls per second of ``op`` on this thread: the best of ``windows`` timed windows (a limit is
-    the best the core does, so one slow moment of a shared VM does not lower it)."""
+    the best the core does, so one slow moment of a shared VM does not lower it). With
+    ``clock=time.thread_time`` the windows are CPU seconds of this thread: what the core does
+    while it runs, however much of the wall time the VM or other processes take."""
     best = 0.0
     for _ in range(windows):
-        n, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
+        n, start = 0, clock()
+        while clock() - start < seconds:
             for _ in range(100):
                 op()
             n += 100
-        best = max(best, n / (time.perf_counter() - start))
+        best = max(best, n / max(clock() - start, 1e-9))
     return best
 
 
 def raw_verify_rate(seconds: float = 2.0, message: bytes | None = None) -> float:
-    """Ed25519 verifications per second on the calling thread (one core): the best of 5 windows."""
+    """Ed25519 verifications per CPU second of the calling thread (one core): the best of 5 windows."""
     key = crypto.SigningKey.generate()
     message = message if message is not None else os.urandom(250)
     signature = key.sign(message)
@@ -79,7 +83,7 @@ def raw_verify_rate(seconds: float = 2.0, message: bytes | None = None) -> float
         if not crypto.verify(key.public_key, message, signature):
             raise AssertionError("Ed25519 verify failed in the benchmark")
 
-    return round(best_rate(verify, 5, seconds / 5), 1)
+    return round(best_rate(verify, 5, seconds / 5, clock=time.thread_time), 1)
 
 
 def produce_events(bootstrap: str, agents: Sequence[ProvisionedAgent], events: int,
@@ -183,6 +187,9 @@ def bench_pipeline(bootstrap: str, events: int = 50_000, workers: int = 1, *, se
         finally:
             for proc in procs:
                 stop_process(proc, 30)
+        # Again after the run: the limit is the higher of the two (a VM's speed drifts; a limit
+        # taken at a slow moment would flatter the ratio).
+        raw = max(raw, raw_verify_rate(verify_seconds, sample))
     steady = max(last - first, 1e-6)
     rate = _rate(events, steady)
     per_worker = round(rate / workers, 1)
