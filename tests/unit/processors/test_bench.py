@@ -48,3 +48,18 @@ def test_bench_core_chains_every_event_and_reports_a_ratio() -> None:
     assert r["events"] == 300
     assert r["core_events_per_s"] > 0 and r["raw_verify_per_s"] > r["core_events_per_s"] * 0.9
     assert 0 < r["ratio"] < 1.2
+
+
+def test_the_raw_verify_pool_is_a_stream_of_distinct_valid_signatures() -> None:
+    from agenttrail.processors.bench import signed_pool, verify_cycle
+
+    pool = signed_pool(size=100, count=40, keys=4)
+    assert len({message for _, message, _ in pool}) == 40 and len({key for key, _, _ in pool}) == 4
+    assert all(len(message) == 100 for _, message, _ in pool)
+    verify = verify_cycle(pool)
+    for _ in range(80):  # twice round, every signature checks out
+        verify()
+    public_key, message, signature = pool[0]
+    bad = verify_cycle([(public_key, message + b"x", signature)])
+    with pytest.raises(AssertionError):
+        bad()
