@@ -586,15 +586,40 @@ canon_literal(cursor *c, const char *word, Py_ssize_t len)
 
 static int canon_value(cursor *c, int depth);
 
+/* Past the opening bracket; 1 when the container closes at once (empty). */
+static int
+open_container(cursor *c, unsigned char close)
+{
+    c->pos++;
+    if (c->pos < c->n && c->d[c->pos] == close) {
+        c->pos++;
+        return 1;
+    }
+    return 0;
+}
+
+/* After a member or an element: 1 = the container closed, 2 = a comma (another follows), 0 = neither. */
+static int
+after_item(cursor *c, unsigned char close)
+{
+    if (c->pos >= c->n)
+        return 0;
+    if (c->d[c->pos] == close) {
+        c->pos++;
+        return 1;
+    }
+    if (c->d[c->pos] != ',')
+        return 0;
+    c->pos++;
+    return 2;
+}
+
 static int
 canon_object(cursor *c, int depth)
 {
     const unsigned char *d = c->d;
-    c->pos++;
-    if (c->pos < c->n && d[c->pos] == '}') {
-        c->pos++;
+    if (open_container(c, '}'))
         return 1;
-    }
     span previous = {NULL, 0};
     for (;;) {
         if (c->pos >= c->n || d[c->pos] != '"')
@@ -613,39 +638,23 @@ canon_object(cursor *c, int depth)
         c->pos++;
         if (!canon_value(c, depth + 1))
             return 0;
-        if (c->pos >= c->n)
-            return 0;
-        if (d[c->pos] == '}') {
-            c->pos++;
-            return 1;
-        }
-        if (d[c->pos] != ',')
-            return 0;
-        c->pos++;
+        int next = after_item(c, '}');
+        if (next != 2)
+            return next;
     }
 }
 
 static int
 canon_array(cursor *c, int depth)
 {
-    const unsigned char *d = c->d;
-    c->pos++;
-    if (c->pos < c->n && d[c->pos] == ']') {
-        c->pos++;
+    if (open_container(c, ']'))
         return 1;
-    }
     for (;;) {
         if (!canon_value(c, depth + 1))
             return 0;
-        if (c->pos >= c->n)
-            return 0;
-        if (d[c->pos] == ']') {
-            c->pos++;
-            return 1;
-        }
-        if (d[c->pos] != ',')
-            return 0;
-        c->pos++;
+        int next = after_item(c, ']');
+        if (next != 2)
+            return next;
     }
 }
 
