@@ -6,6 +6,7 @@ serve process (ClickHouse sink + LanceDB sink + API).
 
 from __future__ import annotations
 
+import logging
 import math
 import shutil
 import statistics
@@ -17,14 +18,20 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka import KafkaException
+
 from agenttrail.config import Settings
 from agenttrail.control.provision import ProvisionedAgent, provision_tenant
 from agenttrail.control.service import Registry
 from agenttrail.errors import AgentTrailError
+from agenttrail.kafka.admin import admin_client
+from agenttrail.kafka.topics import events_topic
 from agenttrail.producers.client import AgentClient
 from agenttrail.producers.fleet import run_fleet
 from agenttrail.producers.producer import EventProducer
 from agenttrail.stack import LocalStack
+
+logger = logging.getLogger(__name__)
 
 
 def _settings(base: Settings, home: Path) -> Settings:
@@ -44,6 +51,19 @@ def _provision(stack: LocalStack, tenant: str, agents: int) -> tuple[list[Provis
         provisioned = provision_tenant(registry, tenant, agents)
         _, secret = registry.create_api_key(tenant, ["*"], name="bench")
     return provisioned, secret
+
+
+def _drop_events_topic(bootstrap: str, tenant: str) -> None:
+    """Delete a finished round's events topic. The chain group balances partition *counts* over
+    every tenant topic (cooperative-sticky), so the idle partitions of earlier rounds would
+    otherwise count as load and could leave one of two workers with few of the measured
+    tenant's partitions; the next round then measures one tenant spread over all workers."""
+    futures = admin_client(bootstrap).delete_topics([events_topic(tenant)], operation_timeout=30)
+    for future in futures.values():
+        try:
+            future.result(60)
+        except KafkaException as exc:
+            logger.warning("end-to-end bench: could not delete %s: %s", events_topic(tenant), exc)
 
 
 def _round(stack: LocalStack, tenant: str, workers: int, events: int, timeout: float) -> dict[str, Any]:
@@ -74,6 +94,7 @@ def _round(stack: LocalStack, tenant: str, workers: int, events: int, timeout: f
         end = time.monotonic()
     finally:
         stack.stop_workers()
+        _drop_events_topic(stack.bootstrap, tenant)
     first = first or (start, 0)
     steady = max(end - first[0], 1e-6)
     return {"workers": workers, "events": total, "seconds": round(end - start, 2),
