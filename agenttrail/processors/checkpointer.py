@@ -7,12 +7,14 @@ retention cut get a signed retention anchor (their final heads) and a purge comm
 execute. Whole sessions are purged, never a prefix, so every chain that remains is complete;
 `lesson` rows are kept forever and still verify one by one (signature and entry hash).
 
-One checkpointer runs per cluster (it reads all partitions). On start it re-reads the checkpoints
-topic to continue each tenant's checkpoint chain, and rebuilds the heads per ledger partition
-(`processors.checkpointer_state`): the newest snapshot of the partition, checked as the ledger
-after it is folded on, else the whole partition. Right after writing checkpoints, at most every
-`checkpointer_snapshot_seconds`, it snapshots the partitions that changed to the compacted
-`agenttrail.checkpointer-state` topic, so a restart folds only what came after.
+One checkpointer runs per cluster (it reads all partitions). On start it restores what it knows of
+its own notes (each tenant's previous checkpoint and anchor, the sessions anchored) from its notes
+snapshots and reads the checkpoints topic only after them (`processors.checkpointer_notes`), and
+rebuilds the heads per ledger partition (`processors.checkpointer_state`): the newest snapshot of
+the partition, checked as the ledger after it is folded on, else the whole partition. Right after
+writing checkpoints and flushing them, at most every `checkpointer_snapshot_seconds`, it snapshots
+the partitions that changed and its notes to the compacted `agenttrail.checkpointer-state` topic,
+so a restart reads only what came after.
 """
 
 from __future__ import annotations
@@ -34,13 +36,15 @@ from agenttrail.kafka.clients import consumer_config, producer_config
 from agenttrail.kafka.partition_reader import Part, iter_partitions
 from agenttrail.kafka.topics import CHECKPOINTER_STATE_TOPIC, CHECKPOINTS_TOPIC, LEDGER_PATTERN, tenant_of_topic
 from agenttrail.metrics import METRICS, Metrics
-from agenttrail.processors.checkpoint import build_checkpoint, parse_note
+from agenttrail.processors.checkpoint import build_checkpoint
+from agenttrail.processors.checkpointer_notes import KIND_HEADER, NOTE_ROWS, load_notes, note_rows, notes_snapshots
 from agenttrail.processors.checkpointer_state import (
     HEAD_ROWS,
     REFUSED,
     UNREADABLE,
     PartitionHeads,
     merge_heads,
+    transactions,
     usable,
 )
 from agenttrail.processors.retention import PurgeCommand, RetentionPolicy, plan_purge
@@ -50,11 +54,9 @@ from agenttrail.processors.snapshot_io import load_snapshots, open_snapshot_topi
 
 logger = logging.getLogger(__name__)
 
-KIND_HEADER = "kind"
 LEDGER_RE = re.compile(LEDGER_PATTERN)
 # A restore takes as long as the history it folds: no deadline (stop() ends it, checked every 4096 records).
 RESTORE_TIMEOUT_S = math.inf
-ROWS_PER_TRANSACTION = 200_000  # snapshots are written in transactions of about this many sessions
 
 
 @dataclass(slots=True)
@@ -92,6 +94,9 @@ class Checkpointer:
         self._state_partitions = 0
         self._state_producer: Producer | None = None
         self._dirty: set[Part] = set()  # ledger partitions folded on since their last snapshot
+        self._note_ends: dict[int, int] = {}  # checkpoints partition -> next offset (read on start, then delivered)
+        self._notes_dirty = False  # notes delivered since the last notes snapshot
+        self._notes_lost = False  # a note was not delivered: the state is not the topic's, never snapshot it
         self._snapshot_at = 0.0
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -131,27 +136,25 @@ class Checkpointer:
                 time.sleep(0.5)
 
     def _load_previous_notes(self) -> None:
-        parts = [(CHECKPOINTS_TOPIC, p) for p in range(list_topics(self.bootstrap).get(CHECKPOINTS_TOPIC, 0))]
-        for msg in iter_partitions(self.bootstrap, parts, group="agenttrail-checkpointer-load",
-                                   timeout=RESTORE_TIMEOUT_S):
-            self._absorb_note(msg.value(), dict(msg.headers() or []))
+        count = list_topics(self.bootstrap).get(CHECKPOINTS_TOPIC, 0)
+        state_partitions = self._state_partitions if self.snapshot_every > 0 else 0
+        load = load_notes(self.bootstrap, state_partitions, self._tenant, count, timeout=RESTORE_TIMEOUT_S)
+        self._note_ends = load.ends
+        logger.info("checkpointer read %d notes (%s)", load.read, "after its notes snapshots" if load.restored
+                    else f"all of {CHECKPOINTS_TOPIC}")
+        self.metrics.inc("agenttrail_checkpointer_notes_read_total", load.read,
+                         help=f"records of {CHECKPOINTS_TOPIC} read on start to continue the tenants' chains")
+        self.metrics.set("agenttrail_checkpointer_notes_restored", float(load.restored),
+                         help="1: the last start restored its notes from snapshots; 0: it read every note")
 
-    def _absorb_note(self, value: bytes, headers: dict[str, bytes]) -> None:
-        kind = headers.get(KIND_HEADER, b"").decode()
-        if kind == "purge":
-            cmd = PurgeCommand.from_json(value)
-            self._tenant(cmd.tenant_id).anchored.update(cmd.session_ids or ())
-            return
-        try:
-            note = parse_note(value)
-        except Exception:
-            logger.warning("skipping unreadable note on %s", CHECKPOINTS_TOPIC)
-            return
-        state = self._tenant(note.tenant)
-        if note.kind == "anchor":
-            state.prev_anchor = note.hash
+    def _delivered(self, err: object, msg: object) -> None:
+        """A note's delivery report: the end of its partition moves past it."""
+        if err is not None:
+            logger.error("note not written (%s): no notes snapshots until a restart", err)
+            self._notes_lost = True
         else:
-            state.prev_checkpoint = note.hash
+            partition, end = msg.partition(), msg.offset() + 1  # type: ignore[attr-defined]
+            self._note_ends[partition], self._notes_dirty = max(self._note_ends.get(partition, 0), end), True
 
     # -- restore -------------------------------------------------------------------------------
     def restore(self) -> Restored:
@@ -263,7 +266,7 @@ class Checkpointer:
                 heads, _ = state.merged()
                 cp = build_checkpoint(tenant, heads, state.prev_checkpoint, now_micros, self.key)
                 producer.produce(CHECKPOINTS_TOPIC, key=tenant.encode(), value=cp.to_text().encode(),
-                                 headers=[(KIND_HEADER, b"checkpoint")])
+                                 headers=[(KIND_HEADER, b"checkpoint")], on_delivery=self._delivered)
                 state.prev_checkpoint = cp.hash
                 written += 1
         self.metrics.inc("agenttrail_checkpoints_total", written, help="signed checkpoints written")
@@ -283,9 +286,9 @@ class Checkpointer:
                     continue
                 anchor, cmd = planned  # the anchor goes first: sinks purge only what is anchored
                 producer.produce(CHECKPOINTS_TOPIC, key=tenant.encode(), value=anchor.to_text().encode(),
-                                 headers=[(KIND_HEADER, b"anchor")])
+                                 headers=[(KIND_HEADER, b"anchor")], on_delivery=self._delivered)
                 producer.produce(CHECKPOINTS_TOPIC, key=tenant.encode(), value=cmd.to_json(),
-                                 headers=[(KIND_HEADER, b"purge")])
+                                 headers=[(KIND_HEADER, b"purge")], on_delivery=self._delivered)
                 state.prev_anchor = anchor.hash
                 state.anchored.update(cmd.session_ids or ())
                 commands.append(cmd)
@@ -319,11 +322,14 @@ class Checkpointer:
             logger.warning("checkpointer snapshots off: %s", exc)
             self.snapshot_every, self._state_partitions = 0, 0
 
-    def snapshot_due(self, now_micros: int) -> int:
+    def snapshot_due(self, now_micros: int, *, notes_flushed: bool = False) -> int:
         """Snapshot the ledger partitions folded on since their last snapshot, at most every
         snapshot interval; the number written. Each snapshot is exactly the state's partition (its
-        heads and the offset they were folded to): snapshots are taken in the folding thread."""
-        if self._state_producer is None or not self._dirty:
+        heads and the offset they were folded to): snapshots are taken in the folding thread.
+        The notes state too when it changed and ``notes_flushed``: the caller's producer flushed
+        every note (their delivery reports are in, so the ends are exactly what the state reflects)."""
+        notes = notes_flushed and self._notes_dirty and not self._notes_lost
+        if self._state_producer is None or not (self._dirty or notes):
             return 0
         now = time.monotonic()
         if now - self._snapshot_at < self.snapshot_every:
@@ -332,9 +338,16 @@ class Checkpointer:
             snaps = [Snapshot(topic, partition, state.offset, uuid.uuid4().hex, now_micros, state.rows())
                      for topic, partition in sorted(self._dirty)
                      if (state := self._partition(tenant_of_topic(topic) or "", partition)).offset > 0]
+            noted = notes_snapshots(note_rows(self.tenants), self._note_ends, uuid.uuid4().hex, now_micros) if notes \
+                else []
         written = 0
         try:
-            for group in _transactions(snaps):
+            if noted and write_snapshots(self._state_producer, noted, self._state_partitions,
+                                         topic=CHECKPOINTER_STATE_TOPIC, rows=NOTE_ROWS, writer="checkpointer"):
+                self._notes_dirty = False
+                self.metrics.inc("agenttrail_checkpointer_notes_snapshots_total",
+                                 help="notes snapshots the checkpointer wrote (one covers every tenant)")
+            for group in transactions(snaps):
                 if not write_snapshots(self._state_producer, group, self._state_partitions,
                                        topic=CHECKPOINTER_STATE_TOPIC, rows=HEAD_ROWS, writer="checkpointer"):
                     break
@@ -358,8 +371,8 @@ class Checkpointer:
         consumer.assign(partitions)
 
     def run(self) -> None:
-        self.load_previous_notes()
         self.open_snapshots()
+        self.load_previous_notes()
         self.restore()
         if self._stop.is_set():
             return
@@ -384,22 +397,10 @@ class Checkpointer:
                 if now >= next_cp:
                     next_cp = now + interval
                     self.checkpoint_all(producer, time.time_ns() // 1000)
-                    producer.flush(30)
-                    self.snapshot_due(time.time_ns() // 1000)
+                    flushed = producer.flush(30) == 0
+                    self.snapshot_due(time.time_ns() // 1000, notes_flushed=flushed)
                 producer.poll(0)
         finally:
             consumer.close()
             producer.flush(10)
 
-
-def _transactions(snaps: list[Snapshot]) -> list[list[Snapshot]]:
-    """Consecutive snapshots, grouped into transactions of about ROWS_PER_TRANSACTION sessions."""
-    groups: list[list[Snapshot]] = []
-    rows = 0
-    for snap in snaps:
-        if not groups or (rows and rows + len(snap.sessions) > ROWS_PER_TRANSACTION):
-            groups.append([])
-            rows = 0
-        groups[-1].append(snap)
-        rows += len(snap.sessions)
-    return groups

@@ -42,6 +42,7 @@ CHAIN_HEADERS = frozenset({"chain_index", "entry_hash", "ts"})  # written by the
 FOLDED = "folded"
 UNREADABLE = "unreadable"  # skipped, as in every fold (the offset still moves past it)
 REFUSED = "refused"  # it does not continue the snapshot: nothing changed, the snapshot is not to be trusted
+ROWS_PER_TRANSACTION = 200_000  # snapshots are written in transactions of about this many sessions
 
 
 def _dump(row: HeadRow) -> list[object]:
@@ -205,3 +206,16 @@ def merge_heads(parts: Iterable[PartitionHeads]) -> tuple[dict[str, tuple[int, b
         for session, ts in part.last_ts.items():
             last_ts[session] = max(ts, last_ts.get(session, 0))
     return heads, last_ts
+
+
+def transactions(snaps: list[Snapshot]) -> list[list[Snapshot]]:
+    """Consecutive snapshots, grouped into transactions of about ROWS_PER_TRANSACTION sessions."""
+    groups: list[list[Snapshot]] = []
+    rows = 0
+    for snap in snaps:
+        if not groups or (rows and rows + len(snap.sessions) > ROWS_PER_TRANSACTION):
+            groups.append([])
+            rows = 0
+        groups[-1].append(snap)
+        rows += len(snap.sessions)
+    return groups

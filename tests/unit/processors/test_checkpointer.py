@@ -3,14 +3,16 @@ and a snapshot carries exactly the offset its heads were folded to."""
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
+from types import SimpleNamespace
 
 from test_checkpointer_state import PARTITIONS, interleaved, oracle, partitions
 
 from agenttrail.config import Settings
 from agenttrail.kafka.topics import CHECKPOINTER_STATE_TOPIC, CHECKPOINTS_TOPIC
 from agenttrail.metrics import Metrics
-from agenttrail.processors import checkpointer as cp_mod
+from agenttrail.processors import checkpointer_state as state_mod
 from agenttrail.processors.checkpoint import parse_note, verify_checkpoint
 from agenttrail.processors.checkpointer import Checkpointer
 from agenttrail.processors.checkpointer_state import HEAD_ROWS, fold, merge_heads
@@ -21,18 +23,42 @@ TOPIC = "agenttrail.acme.ledger"
 
 
 class FakeProducer:
-    """Records what is produced; transactions commit unless told to fail."""
+    """Records what is produced; transactions commit. ``flush`` reports deliveries: each message to
+    partition ``partition`` or else ``by_key(key)``, at the next offset of a partition (from
+    ``ends``), or an error for the topics in ``failing``."""
 
-    def __init__(self) -> None:
+    def __init__(self, partitions: int = PARTITIONS) -> None:
         self.messages: list[tuple[str, bytes, bytes, int | None]] = []
+        self.headers: list[dict[str, bytes]] = []
         self.transactions = 0
+        self.partitions = partitions
+        self.ends: dict[int, int] = {}
+        self.failing: set[str] = set()
+        self._reports: list[tuple[object, str, int]] = []
 
     def begin_transaction(self) -> None:
         self.transactions += 1
 
     def produce(self, topic: str, key: bytes, value: bytes, partition: int | None = None,
-                headers: object = None) -> None:
-        self.messages.append((topic, key, value, partition))
+                headers: list[tuple[str, bytes]] | None = None, on_delivery: object = None) -> None:
+        part = partition if partition is not None else zlib.crc32(key) % self.partitions
+        self.messages.append((topic, key, value, part))
+        self.headers.append(dict(headers or []))
+        if on_delivery is not None:
+            self._reports.append((on_delivery, topic, part))
+
+    def flush(self, timeout: float = 0) -> int:
+        for callback, topic, part in self._reports:
+            offset = self.ends.get(part, 0)
+            self.ends[part] = offset + 1
+            msg = SimpleNamespace(partition=lambda p=part: p, offset=lambda o=offset: o)
+            callback("failed" if topic in self.failing else None, msg)  # type: ignore[operator]
+        self._reports.clear()
+        return 0
+
+    def of_partition(self, topic: str, partition: int) -> list[tuple[bytes, bytes, dict[str, bytes]]]:
+        return [(k, v, h) for (t, k, v, p), h in zip(self.messages, self.headers, strict=True)
+                if t == topic and p == partition]
 
     def commit_transaction(self, timeout: float) -> None:
         pass
@@ -83,9 +109,9 @@ def test_what_it_folds_it_signs_and_snapshots_to_the_exact_offset(tmp_path: Path
 
 
 def test_snapshots_are_written_in_bounded_transactions(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(cp_mod, "ROWS_PER_TRANSACTION", 10)
+    monkeypatch.setattr(state_mod, "ROWS_PER_TRANSACTION", 10)
     snaps = [Snapshot(TOPIC, p, 1, "x", 1, (("s", 1, bytes(32), 0),) * n) for p, n in
              enumerate((4, 4, 4, 30, 0, 2))]
-    groups = cp_mod._transactions(snaps)
+    groups = state_mod.transactions(snaps)
     assert [[len(s.sessions) for s in g] for g in groups] == [[4, 4], [4], [30], [0, 2]]
     assert [s for g in groups for s in g] == snaps
