@@ -21,6 +21,7 @@ from agenttrail.kafka.admin import list_topics
 from agenttrail.kafka.partition_reader import iter_partitions
 from agenttrail.kafka.topics import CHECKPOINTS_TOPIC, ledger_topic, validate_tenant_id
 from agenttrail.processors.checkpoint import Checkpoint, RetentionAnchor, parse_note
+from agenttrail.processors.checkpointer_notes import KIND_HEADER
 from agenttrail.schemas.envelope import Envelope
 from agenttrail.schemas.ledger import LedgerRecord, decode_ledger
 from agenttrail.sinks.clickhouse.store import ClickHouseStore
@@ -28,7 +29,6 @@ from agenttrail.sinks.clickhouse.store import ClickHouseStore
 logger = logging.getLogger(__name__)
 
 READ_TIMEOUT_S = 300.0
-KIND_HEADER = "kind"  # as written by processors/checkpointer.py
 
 Message = tuple[int, int, bytes | None, bytes | None, dict[str, bytes]]  # partition, offset, key, value, headers
 

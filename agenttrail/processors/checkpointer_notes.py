@@ -41,6 +41,7 @@ from agenttrail.processors.snapshot_io import load_snapshots
 logger = logging.getLogger(__name__)
 
 KIND_HEADER = "kind"
+NONE_FOUND = "none found"
 ANCHORED_PER_ROW = 2000  # anchored sessions per row at most (a row must fit one snapshot chunk)
 NoteRow = tuple[str, bytes | None, bytes | None, tuple[str, ...]]  # (tenant, prev checkpoint, prev anchor, anchored)
 
@@ -106,7 +107,12 @@ def absorb_note(tenant_of: Callable[[str], Notes], value: bytes, headers: Mappin
     """Fold one record of the checkpoints topic (in offset order per partition)."""
     kind = headers.get(KIND_HEADER, b"").decode()
     if kind == "purge":
-        cmd = PurgeCommand.from_json(value)
+        try:
+            cmd = PurgeCommand.from_json(value)
+        except (ValueError, TypeError, KeyError, AttributeError):  # InvalidCommand is a ValueError
+            # Skipped, not fatal: at worst those sessions are anchored and purged again (idempotent).
+            logger.warning("skipping unreadable purge command on %s", CHECKPOINTS_TOPIC)
+            return
         tenant_of(cmd.tenant_id).anchored.update(cmd.session_ids or ())
         return
     try:
@@ -155,7 +161,7 @@ def restore_notes(found: Mapping[int, Snapshot], bounds: Mapping[int, tuple[int,
     whose partitions hold offsets ``bounds`` ([low, high) per partition). NotesRefused unless there
     is one snapshot per partition, all of one snapshot id, each end within its partition."""
     if not found:
-        raise NotesRefused("none found")
+        raise NotesRefused(NONE_FOUND)
     if set(found) != set(bounds):
         raise NotesRefused(f"snapshots of partitions {sorted(found)}, the topic has {len(bounds)}")
     if len({s.snapshot_id for s in found.values()}) != 1:
@@ -185,7 +191,8 @@ def load_notes(bootstrap: str, state_partitions: int, tenant_of: Callable[[str],
         try:
             tenants, starts = restore_notes(*_snapshots_and_bounds(bootstrap, state_partitions, partitions, timeout))
         except NotesRefused as exc:
-            logger.warning("checkpointer notes snapshots not used (%s): reading all of %s", exc, CHECKPOINTS_TOPIC)
+            level = logging.INFO if str(exc) == NONE_FOUND else logging.WARNING  # none yet: a first start
+            logger.log(level, "checkpointer notes snapshots not used (%s): reading all of %s", exc, CHECKPOINTS_TOPIC)
         else:
             for tenant, fresh in tenants.items():
                 state = tenant_of(tenant)
@@ -210,7 +217,7 @@ def _snapshots_and_bounds(bootstrap: str, state_partitions: int, partitions: int
     except BrokerError as exc:
         raise NotesRefused(f"unreadable: {exc}") from None
     if not found:
-        raise NotesRefused("none found")
+        raise NotesRefused(NONE_FOUND)
     consumer = Consumer(consumer_config(bootstrap, "agenttrail-checkpointer-state"))
     try:
         bounds = {p: consumer.get_watermark_offsets(TopicPartition(CHECKPOINTS_TOPIC, p), timeout=30, cached=False)

@@ -148,3 +148,19 @@ def test_a_large_anchored_set_is_cut_over_rows_and_chunks() -> None:
     tenants, starts = restore_notes({p: s for (_, p), s in found.items()}, {0: (0, 10)})
     assert starts == {0: 10}
     assert as_tuples(tenants) == {"acme": (HASH, HASH[::-1], frozenset(State.anchored))}
+
+
+def test_an_unreadable_purge_command_is_skipped_not_fatal(caplog: pytest.LogCaptureFixture) -> None:
+    """One corrupt record on the checkpoints topic must not stop every checkpointer start."""
+    from agenttrail.processors.checkpointer import TenantHeads
+    from agenttrail.processors.checkpointer_notes import KIND_HEADER, absorb_note
+
+    tenants: dict[str, TenantHeads] = {}
+
+    def tenant_of(tenant: str) -> TenantHeads:
+        return tenants.setdefault(tenant, TenantHeads())
+
+    for junk in (b"not json", b'{"tenant_id": "BAD TENANT", "session_ids": ["s"]}', b"[]"):
+        absorb_note(tenant_of, junk, {KIND_HEADER: b"purge"})
+    assert all(not state.anchored for state in tenants.values())
+    assert sum("unreadable purge command" in r.getMessage() for r in caplog.records) == 3
