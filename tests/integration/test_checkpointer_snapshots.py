@@ -31,6 +31,7 @@ from agenttrail.processors.service_key import ServiceKey
 from agenttrail.processors.snapshot import Snapshot, encode_snapshot, latest_snapshots, manifest_key
 from agenttrail.schemas.ledger import LedgerRecord, encode_ledger
 from agenttrail.sinks.clickhouse.synthetic import SyntheticSpec, generate
+from tests.unit.processors.test_checkpointer_state import oracle
 
 PARTITIONS = 4
 FIRST, TOTAL = 2000, 3000
@@ -71,17 +72,6 @@ def produce(bootstrap: str, topic: str, records: list[LedgerRecord], start: int)
         producer.produce(topic, key=rec.envelope.session_id.encode(), value=encode_ledger(rec),
                          partition=partition_of(rec), headers=None if n % 7 == 0 else chain_headers(rec))
     assert producer.flush(30) == 0
-
-
-def oracle(records: list[LedgerRecord]) -> tuple[dict[str, tuple[int, bytes]], dict[str, int]]:
-    heads: dict[str, tuple[int, bytes]] = {}
-    last_ts: dict[str, int] = {}
-    for rec in records:
-        s = rec.envelope.session_id
-        if rec.chain_index + 1 > heads.get(s, (0, b""))[0]:
-            heads[s] = (rec.chain_index + 1, rec.entry_hash)
-        last_ts[s] = max(last_ts.get(s, 0), rec.envelope.ts)
-    return heads, last_ts
 
 
 def start(settings: Settings, tenant: str, key: ServiceKey,
