@@ -344,16 +344,27 @@ check_setup(void)
     return 0;
 }
 
+/* 1 when ``data`` is exactly bytes and starts with ``head`` (both bytes): its buffer, its length
+ * and the position after the header; 0 otherwise. */
+static int
+after_header(PyObject *data, PyObject *head, const unsigned char **d, Py_ssize_t *len, Py_ssize_t *pos)
+{
+    if (!PyBytes_CheckExact(data) || !PyBytes_CheckExact(head))
+        return 0;
+    *d = (const unsigned char *)PyBytes_AS_STRING(data);
+    *len = PyBytes_GET_SIZE(data);
+    *pos = PyBytes_GET_SIZE(head);
+    return *len >= *pos && memcmp(*d, PyBytes_AS_STRING(head), (size_t)*pos) == 0;
+}
+
 static PyObject *
 decode_v1(PyObject *module, PyObject *arg)
 {
     if (check_setup() < 0)
         return NULL;
-    if (!PyBytes_CheckExact(arg))
-        Py_RETURN_NONE;
-    const unsigned char *d = (const unsigned char *)PyBytes_AS_STRING(arg);
-    Py_ssize_t len = PyBytes_GET_SIZE(arg), pos = PyBytes_GET_SIZE(header);
-    if (len < pos || memcmp(d, PyBytes_AS_STRING(header), (size_t)pos) != 0)
+    const unsigned char *d;
+    Py_ssize_t len, pos;
+    if (!after_header(arg, header, &d, &len, &pos))
         Py_RETURN_NONE;
     PyObject *env = NULL, *message = NULL;
     int found = parse_envelope(d, len, &pos, 1, 1, &env, &message);
@@ -379,12 +390,9 @@ decode_ledger_v1(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     if (check_setup() < 0)
         return NULL;
-    PyObject *data = args[0], *lheader = args[1];
-    if (!PyBytes_CheckExact(data) || !PyBytes_CheckExact(lheader))
-        Py_RETURN_NONE;
-    const unsigned char *d = (const unsigned char *)PyBytes_AS_STRING(data);
-    Py_ssize_t len = PyBytes_GET_SIZE(data), pos = PyBytes_GET_SIZE(lheader);
-    if (len < pos || memcmp(d, PyBytes_AS_STRING(lheader), (size_t)pos) != 0)
+    const unsigned char *d;
+    Py_ssize_t len, pos;
+    if (!after_header(args[0], args[1], &d, &len, &pos))
         Py_RETURN_NONE;
     PyObject *env = NULL, *message = NULL;
     int found = parse_envelope(d, len, &pos, 0, 0, &env, &message);
@@ -696,7 +704,21 @@ canonical_plain(PyObject *module, PyObject *arg)
 
 /* ---- ledger_v1 ------------------------------------------------------------------------------ */
 
-/* Avro long of a non-negative value below 2**62 (zigzag = 2n); -1 otherwise. */
+/* Avro long of 0 <= n < 2**62 (zigzag = 2n): its length in ``out``. */
+static int
+put_varint(uint64_t n, unsigned char out[10])
+{
+    uint64_t z = n << 1;
+    int i = 0;
+    while (z > 0x7F) {
+        out[i++] = (unsigned char)((z & 0x7F) | 0x80);
+        z >>= 7;
+    }
+    out[i++] = (unsigned char)z;
+    return i;
+}
+
+/* put_varint of a Python int; -1 (nothing written) outside [0, 2**62). */
 static int
 varint_of(PyObject *obj, unsigned char out[10], int *len)
 {
@@ -707,14 +729,7 @@ varint_of(PyObject *obj, unsigned char out[10], int *len)
     }
     if (n < 0 || n >= (1LL << 62))
         return -1;
-    uint64_t z = (uint64_t)n << 1;
-    int i = 0;
-    while (z > 0x7F) {
-        out[i++] = (unsigned char)((z & 0x7F) | 0x80);
-        z >>= 7;
-    }
-    out[i++] = (unsigned char)z;
-    *len = i;
+    *len = put_varint((uint64_t)n, out);
     return 0;
 }
 
@@ -725,6 +740,8 @@ ledger_v1(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "ledger_v1 takes 8 arguments");
         return NULL;
     }
+    if (check_setup() < 0)
+        return NULL;
     PyObject *head = args[0], *raw = args[1], *prev = args[3], *entry = args[4];
     if (!PyBytes_CheckExact(head) || !PyBytes_CheckExact(raw) || !PyBytes_CheckExact(prev)
         || !PyBytes_CheckExact(entry) || PyBytes_GET_SIZE(raw) < PyBytes_GET_SIZE(header))
@@ -733,18 +750,12 @@ ledger_v1(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (gap < 0)
         return NULL;
     unsigned char v_index[10], v_prev[10], v_entry[10], v_part[10], v_off[10];
-    int n_index, n_prev, n_entry, n_part, n_off;
-    PyObject *prev_len = PyLong_FromSsize_t(PyBytes_GET_SIZE(prev));
-    PyObject *entry_len = PyLong_FromSsize_t(PyBytes_GET_SIZE(entry));
-    int bad = prev_len == NULL || entry_len == NULL || varint_of(args[2], v_index, &n_index)
-              || varint_of(prev_len, v_prev, &n_prev) || varint_of(entry_len, v_entry, &n_entry)
-              || varint_of(args[6], v_part, &n_part) || varint_of(args[7], v_off, &n_off);
-    Py_XDECREF(prev_len);
-    Py_XDECREF(entry_len);
-    if (PyErr_Occurred())
-        return NULL;
-    if (bad)
+    int n_index, n_part, n_off;
+    if (varint_of(args[2], v_index, &n_index) || varint_of(args[6], v_part, &n_part)
+        || varint_of(args[7], v_off, &n_off))
         Py_RETURN_NONE;
+    int n_prev = put_varint((uint64_t)PyBytes_GET_SIZE(prev), v_prev);
+    int n_entry = put_varint((uint64_t)PyBytes_GET_SIZE(entry), v_entry);
     Py_ssize_t body = PyBytes_GET_SIZE(raw) - PyBytes_GET_SIZE(header);
     Py_ssize_t size = PyBytes_GET_SIZE(head) + body + n_index + n_prev + PyBytes_GET_SIZE(prev) + n_entry
                       + PyBytes_GET_SIZE(entry) + 1 + n_part + n_off;
