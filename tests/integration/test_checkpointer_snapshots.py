@@ -6,11 +6,10 @@ fall back to folding the partition, broken notes snapshots to reading every note
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import uuid
 import zlib
-from collections import Counter, defaultdict
+from collections import Counter
 from types import SimpleNamespace
 
 import pytest
@@ -30,8 +29,7 @@ from agenttrail.processors.checkpointer_state import HEAD_ROWS, fold
 from agenttrail.processors.service_key import ServiceKey
 from agenttrail.processors.snapshot import Snapshot, encode_snapshot, latest_snapshots, manifest_key
 from agenttrail.schemas.ledger import LedgerRecord, encode_ledger
-from agenttrail.sinks.clickhouse.synthetic import SyntheticSpec, generate
-from tests.unit.processors.test_checkpointer_state import oracle
+from tests.unit.processors.test_checkpointer_state import interleaved, oracle
 
 PARTITIONS = 4
 FIRST, TOTAL = 2000, 3000
@@ -49,16 +47,7 @@ class OneTenant:
 
 def ledger_of(tenant: str) -> list[LedgerRecord]:
     """Synthetic ledger records, sessions interleaved (each in order): batches cut through sessions."""
-    queues: dict[str, list[LedgerRecord]] = defaultdict(list)
-    for rec in generate(SyntheticSpec(tenants=(tenant,), events=TOTAL, mean_session_events=25, seed=11)):
-        queues[rec.envelope.session_id].append(rec)
-    rng, out, live = random.Random(11), [], [q[::-1] for q in queues.values()]
-    while live:
-        queue = rng.choice(live)
-        out.append(queue.pop())
-        if not queue:
-            live.remove(queue)
-    return out
+    return interleaved(TOTAL, seed=11, tenant=tenant, mean_session_events=25)
 
 
 def partition_of(rec: LedgerRecord) -> int:

@@ -31,9 +31,9 @@ PARTITIONS = 4
 Msg = tuple[int, bytes | None, bytes | None, dict[str, bytes]]
 
 
-def interleaved(n: int, seed: int = 5) -> list[LedgerRecord]:
+def interleaved(n: int, seed: int = 5, tenant: str = "acme", mean_session_events: int = 20) -> list[LedgerRecord]:
     """Synthetic ledger records, sessions interleaved at random (each session still in order)."""
-    spec = SyntheticSpec(tenants=("acme",), events=n, mean_session_events=20, seed=seed)
+    spec = SyntheticSpec(tenants=(tenant,), events=n, mean_session_events=mean_session_events, seed=seed)
     queues: dict[str, list[LedgerRecord]] = defaultdict(list)
     for rec in generate(spec):
         queues[rec.envelope.session_id].append(rec)
