@@ -19,14 +19,21 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from agenttrail.config import Settings
 from agenttrail.errors import AgentTrailError, BrokerError
-from agenttrail.kafka.admin import committed_offsets, ensure_topics, system_topic_specs
+from agenttrail.kafka.admin import committed_offsets
 from agenttrail.kafka.clients import consumer_config, producer_config
 from agenttrail.kafka.partition_reader import read_partitions
 from agenttrail.kafka.topics import CHAIN_SNAPSHOTS_TOPIC, DLQ_TOPIC, EVENTS_PATTERN, ledger_topic, tenant_of_topic
 from agenttrail.metrics import METRICS, Metrics
 from agenttrail.processors.dlq import DlqRecord
 from agenttrail.processors.sequencer import Chained, Rejected, SessionTable
-from agenttrail.processors.snapshot_io import fold, ledger_end, load_snapshots, new_snapshot, write_snapshots
+from agenttrail.processors.snapshot_io import (
+    fold,
+    ledger_end,
+    load_snapshots,
+    new_snapshot,
+    open_snapshot_topic,
+    write_snapshots,
+)
 from agenttrail.processors.verify import RegistryLike, VerifyPolicy
 from agenttrail.schemas.ledger import LedgerRecord, encode_ledger_from_raw
 
@@ -117,7 +124,7 @@ class ChainWorker:
             "max.poll.interval.ms": 300000, "fetch.wait.max.ms": 50}))
         self._producer, self._consumer = producer, consumer
         if self.snapshot_every > 0:
-            self._snapshot_partitions = self._snapshot_topic(consumer)
+            self._snapshot_partitions = self._snapshot_topic()
         consumer.subscribe([EVENTS_PATTERN], on_assign=self._on_assign, on_revoke=self._on_revoke,
                            on_lost=self._on_revoke)
         logger.info("chain worker %s consuming %s", self.name, EVENTS_PATTERN)
@@ -141,22 +148,13 @@ class ChainWorker:
         self._backlog = bool(msgs) and _behind(consumer, msgs[-1])
         return msgs
 
-    def _snapshot_topic(self, consumer: Consumer) -> int:
+    def _snapshot_topic(self) -> int:
         """Make sure the snapshot topic exists; its partition count. Snapshots are turned off (a
         new owner then folds the whole ledger) if the topic cannot be made or seen."""
-        spec = next(s for s in system_topic_specs(self.settings.partitions, self.settings.retention_days)
-                    if s.name == CHAIN_SNAPSHOTS_TOPIC)
         try:
-            ensure_topics(self.bootstrap, [spec])
-            for _ in range(40):  # a just-created topic can show no partitions for a moment
-                meta = consumer.list_topics(CHAIN_SNAPSHOTS_TOPIC, timeout=30).topics.get(CHAIN_SNAPSHOTS_TOPIC)
-                if meta is not None and meta.error is None and meta.partitions:
-                    return len(meta.partitions)
-                time.sleep(0.25)
+            return open_snapshot_topic(self.bootstrap, self.settings, CHAIN_SNAPSHOTS_TOPIC)
         except (BrokerError, KafkaException) as exc:
             logger.warning("chain snapshots off: %s", exc)
-        else:
-            logger.warning("chain snapshots off: %s has no partitions", CHAIN_SNAPSHOTS_TOPIC)
         self.snapshot_every = 0
         return 0
 

@@ -31,7 +31,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer
 
 from agenttrail.config import Settings
 from agenttrail.errors import BrokerError
-from agenttrail.kafka.admin import list_topics, system_topic_specs
+from agenttrail.kafka.admin import list_topics
 from agenttrail.kafka.clients import consumer_config, producer_config
 from agenttrail.kafka.partition_reader import Part, iter_partitions
 from agenttrail.kafka.topics import CHECKPOINTER_STATE_TOPIC, CHECKPOINTS_TOPIC, LEDGER_PATTERN, tenant_of_topic
@@ -310,10 +310,8 @@ class Checkpointer:
         start then folds every ledger) when either cannot be had."""
         if self.snapshot_every <= 0:
             return
-        spec = next(s for s in system_topic_specs(self.settings.partitions, self.settings.retention_days)
-                    if s.name == CHECKPOINTER_STATE_TOPIC)
         try:
-            self._state_partitions = open_snapshot_topic(self.bootstrap, spec)
+            self._state_partitions = open_snapshot_topic(self.bootstrap, self.settings, CHECKPOINTER_STATE_TOPIC)
             producer = Producer(producer_config(self.bootstrap, **{
                 "transactional.id": "agenttrail-checkpointer-state", "transaction.timeout.ms": 60000}))
             producer.init_transactions(60)  # fences a previous checkpointer's snapshot writes

@@ -13,8 +13,9 @@ import uuid
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
+from agenttrail.config import Settings
 from agenttrail.errors import BrokerError
-from agenttrail.kafka.admin import TopicSpec, ensure_topics, list_topics
+from agenttrail.kafka.admin import ensure_topics, list_topics, system_topic_specs
 from agenttrail.kafka.partition_reader import REBUILD_TIMEOUT_S, Part, iter_partitions
 from agenttrail.kafka.topics import CHAIN_SNAPSHOTS_TOPIC
 from agenttrail.processors.sequencer import SessionTable
@@ -54,9 +55,10 @@ def fold(values: list[tuple[bytes | None, bytes | None]], snapshot: Snapshot | N
     return table
 
 
-def open_snapshot_topic(bootstrap: str, spec: TopicSpec, attempts: int = 40) -> int:
-    """Make sure a snapshot topic exists; its partition count (a just-created topic can list none
-    for a moment). BrokerError when it cannot be made or seen."""
+def open_snapshot_topic(bootstrap: str, settings: Settings, topic: str, attempts: int = 40) -> int:
+    """Make sure the snapshot topic ``topic`` (one of the system topics) exists; its partition count
+    (a just-created topic can list none for a moment). BrokerError when it cannot be made or seen."""
+    spec = next(s for s in system_topic_specs(settings.partitions, settings.retention_days) if s.name == topic)
     ensure_topics(bootstrap, [spec])
     for _ in range(attempts):
         count = list_topics(bootstrap).get(spec.name, 0)
