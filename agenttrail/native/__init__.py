@@ -1,4 +1,5 @@
-"""Optional C fast path for the verifier's per-event parsing (``_fastpath.c``).
+"""Optional native code: the C fast path for the verifier's per-event parsing (``_fastpath.c``)
+and Ed25519 verification in Rust (``ed25519-rs``, loaded by ``ed25519.py``; see its docstring).
 
 Every function in it is a drop-in for a pure-Python function that stays the reference, and the
 tests hold the two to identical results on valid and on mutated input. ``fastpath`` is None when
@@ -25,3 +26,10 @@ def status() -> str:
     if fastpath is not None:
         return "on"
     return "off (AGENTTRAIL_NATIVE=0)" if os.environ.get("AGENTTRAIL_NATIVE", "1") == "0" else "off (not built)"
+
+
+def ed25519_status() -> str:
+    """'on' or 'off (<why>)' for the Rust Ed25519 verifier; libsodium verifies when it is off."""
+    from agenttrail.native import ed25519
+
+    return "on" if ed25519.lib is not None else f"off ({ed25519.why_off}): libsodium verifies"

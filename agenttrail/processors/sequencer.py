@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from agenttrail.errors import InvalidEvent
 from agenttrail.processors.chain import GENESIS_HEAD, next_head
-from agenttrail.processors.verify import RegistryLike, VerifyPolicy, verify_event
+from agenttrail.processors.verify import RegistryLike, Verified, VerifyPolicy, verify_event
 from agenttrail.schemas.ledger import LedgerRecord
 
 
@@ -104,6 +104,12 @@ class SessionTable:
             return Rejected(exc.reason, str(exc))
         except Exception as exc:  # fail closed: a poison message is dead-lettered, never a crash loop
             return Rejected("malformed", f"unverifiable: {type(exc).__name__}: {exc}"[:500])
+        return self.chain(verified, partition, offset)
+
+    def chain(self, verified: Verified | InvalidEvent, partition: int, offset: int) -> Outcome:
+        """Chain one answer of ``verify_event``/``verify_events`` (a rejection passes through)."""
+        if type(verified) is not Verified:
+            return Rejected(verified.reason, str(verified))  # type: ignore[union-attr]
         env = verified.envelope
         skey = (env.tenant_id, env.session_id)
         state = self.sessions.get(skey)
