@@ -156,6 +156,18 @@ def verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
     return True
 
 
+def public_key_ok(public_key: bytes) -> bool:
+    """True iff these are 32 bytes of a canonically encoded point of prime order: the only public
+    keys an honest key generation makes, and the only ones the verifiers here accept."""
+    if not isinstance(public_key, bytes) or len(public_key) != PUBLIC_LEN:
+        return False
+    if _native.lib is not None:
+        return _native.key(public_key) is not None
+    from nacl.bindings import crypto_core_ed25519_is_valid_point
+
+    return bool(crypto_core_ed25519_is_valid_point(public_key))
+
+
 def verify_many(public_keys: Sequence[bytes], messages: Sequence[bytes],
                 signatures: Sequence[bytes]) -> list[bool]:
     """``verify`` of each (key, message, signature), the same answers, checked as one batch where

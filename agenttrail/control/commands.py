@@ -174,6 +174,8 @@ def plan_revoke_registration_key(view: RegistryView, rk_id: str, now: int,
 def _public_key(public_key: bytes) -> bytes:
     if not isinstance(public_key, bytes) or len(public_key) != crypto.PUBLIC_LEN:
         raise ControlError("an agent public key is 32 raw Ed25519 bytes")
+    if not crypto.public_key_ok(public_key):
+        raise ControlError("not a usable Ed25519 public key (not a canonical point of prime order)")
     return public_key
 
 
