@@ -15,6 +15,9 @@ Reported rates:
 - ``events_per_worker_cpu_s``: events over the CPU seconds the worker processes used (every
   thread, librdkafka's included) in the steady window — the rate per worker core, which the
   broker and anything else sharing the machine cannot dilute; ``ratio_per_core`` = that / raw.
+- ``raw_batch_verify_per_s``: the same signatures verified in batches of ``VERIFY_BATCH``, as a
+  worker verifies them; ``ratio_batch_per_core`` = per-core rate / that. With batches a worker can
+  pass ``raw_verify_per_s`` (one-by-one verify); the batch limit is what its crypto alone could do.
 
 The workers join the shared chain consumer group: run the bench on a cluster where no other
 worker is running, or the partitions (and the rate) are shared with it.
@@ -51,6 +54,7 @@ from agenttrail.schemas.envelope import signing_bytes
 logger = logging.getLogger(__name__)
 
 SESSIONS = 200
+VERIFY_BATCH = 500  # signatures per batch in the raw batch limit: a worker's batch under load
 
 
 def _rate(count: int, seconds: float) -> float:
@@ -58,7 +62,7 @@ def _rate(count: int, seconds: float) -> float:
 
 
 def best_rate(op: Callable[[], object], windows: int = 5, seconds: float = 0.4,
-              clock: Callable[[], float] = time.perf_counter) -> float:
+              clock: Callable[[], float] = time.perf_counter, step: int = 100) -> float:
     """Calls per second of ``op`` on this thread: the best of ``windows`` timed windows (a limit is
     the best the core does, so one slow moment of a shared VM does not lower it). With
     ``clock=time.thread_time`` the windows are CPU seconds of this thread: what the core does
@@ -67,9 +71,9 @@ def best_rate(op: Callable[[], object], windows: int = 5, seconds: float = 0.4,
     for _ in range(windows):
         n, start = 0, clock()
         while clock() - start < seconds:
-            for _ in range(100):
+            for _ in range(step):
                 op()
-            n += 100
+            n += step
         best = max(best, n / max(clock() - start, 1e-9))
     return best
 
@@ -86,23 +90,56 @@ def signed_pool(size: int = 250, count: int = 512, keys: int = 4) -> list[tuple[
     return out
 
 
-def verify_cycle(pool: Sequence[tuple[bytes, bytes, bytes]]) -> Callable[[], None]:
+def verify_cycle(pool: Sequence[tuple[bytes, bytes, bytes]],
+                 verify: Callable[[bytes, bytes, bytes], bool] = crypto.verify) -> Callable[[], None]:
     """One verification per call, through ``pool`` in turn (an AssertionError if one fails)."""
     triples = itertools.cycle(pool)
 
-    def verify() -> None:
+    def one() -> None:
         public_key, message, signature = next(triples)
-        if not crypto.verify(public_key, message, signature):
+        if not verify(public_key, message, signature):
             raise AssertionError("Ed25519 verify failed in the benchmark")
 
-    return verify
+    return one
+
+
+def batch_verify_cycle(pool: Sequence[tuple[bytes, bytes, bytes]], size: int = VERIFY_BATCH) -> Callable[[], None]:
+    """``size`` verifications per call, as one batch (``crypto.verify_many``), through ``pool`` in turn."""
+    chunks = itertools.cycle([list(zip(*pool[i:i + size], strict=True)) for i in range(0, len(pool), size)
+                              if len(pool[i:i + size]) == size])
+
+    def batch() -> None:
+        keys, messages, signatures = next(chunks)
+        if not all(crypto.verify_many(keys, messages, signatures)):
+            raise AssertionError("Ed25519 batch verify failed in the benchmark")
+
+    return batch
+
+
+def sodium_verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
+    """libsodium's verify (PyNaCl), the reference the native verifier is compared with."""
+    from nacl.bindings import crypto_sign_open
+    from nacl.exceptions import BadSignatureError
+
+    try:
+        crypto_sign_open(signature + message, public_key)
+    except BadSignatureError:
+        return False
+    return True
 
 
 def raw_verify_rate(seconds: float = 2.0, message: bytes | None = None) -> float:
-    """Ed25519 verifications per CPU second of the calling thread (one core), over distinct signed
-    messages of ``message``'s size: the best of 5 windows."""
+    """Ed25519 verifications one by one (``crypto.verify``) per CPU second of the calling thread
+    (one core), over distinct signed messages of ``message``'s size: the best of 5 windows."""
     pool = signed_pool(len(message) if message is not None else 250)
     return round(best_rate(verify_cycle(pool), 5, seconds / 5, clock=time.thread_time), 1)
+
+
+def raw_batch_verify_rate(seconds: float = 2.0, message: bytes | None = None, size: int = VERIFY_BATCH) -> float:
+    """Like ``raw_verify_rate``, the signatures verified in batches of ``size`` (what a worker does)."""
+    pool = signed_pool(len(message) if message is not None else 250, count=4 * size)
+    calls = best_rate(batch_verify_cycle(pool, size), 5, seconds / 5, clock=time.thread_time, step=1)
+    return round(calls * size, 1)
 
 
 def produce_events(bootstrap: str, agents: Sequence[ProvisionedAgent], events: int,
@@ -199,6 +236,7 @@ def bench_pipeline(bootstrap: str, events: int = 50_000, workers: int = 1, *, se
         sample = produce_events(bootstrap, agents, events)
         produce_s = time.perf_counter() - t0
         raw = raw_verify_rate(verify_seconds, sample)
+        raw_batch = raw_batch_verify_rate(verify_seconds, sample)
         started = time.monotonic()
         procs = [_start_worker(bootstrap, home, f"bench-{uuid.uuid4().hex[:6]}-{i}") for i in range(workers)]
         try:
@@ -209,6 +247,7 @@ def bench_pipeline(bootstrap: str, events: int = 50_000, workers: int = 1, *, se
         # Again after the run: the limit is the higher of the two (a VM's speed drifts; a limit
         # taken at a slow moment would flatter the ratio).
         raw = max(raw, raw_verify_rate(verify_seconds, sample))
+        raw_batch = max(raw_batch, raw_batch_verify_rate(verify_seconds, sample))
     steady = max(last - first, 1e-6)
     rate = _rate(events, steady)
     per_worker = round(rate / workers, 1)
@@ -223,6 +262,8 @@ def bench_pipeline(bootstrap: str, events: int = 50_000, workers: int = 1, *, se
         "worker_cpu_s": round(cpu, 2) if cpu else None, "events_per_worker_cpu_s": per_core,
         "raw_verify_per_s": raw, "ratio": round(per_worker / raw, 3) if raw else 0.0,
         "ratio_per_core": round(per_core / raw, 3) if raw and per_core else None,
+        "verifier": crypto.VERIFIER, "raw_batch_verify_per_s": raw_batch,
+        "ratio_batch_per_core": round(per_core / raw_batch, 3) if raw_batch and per_core else None,
     }
     logger.info("bench_pipeline: %s", result)
     return result
@@ -237,7 +278,7 @@ def bench_core(events: int = 10_000, rounds: int = 5) -> dict[str, Any]:
     from agenttrail.control.view import RegistryView
     from agenttrail.processors.chain_worker import chain_headers
     from agenttrail.processors.sequencer import Chained, SessionTable
-    from agenttrail.processors.verify import VerifyPolicy
+    from agenttrail.processors.verify import VerifyPolicy, verify_events
     from agenttrail.schemas.envelope import build_envelope, encode_envelope
     from agenttrail.schemas.ledger import encode_ledger_from_raw
 
@@ -259,28 +300,36 @@ def bench_core(events: int = 10_000, rounds: int = 5) -> dict[str, Any]:
         signed.append((key.public_key, signing_bytes(env), env.signature))
     policy = VerifyPolicy()
 
-    def core() -> float:
+    def core() -> float:  # as a worker does it: each batch verified at once, then chained in order
         table = SessionTable()
         started = time.process_time()
-        for offset, (value, msg_key) in enumerate(messages):
-            outcome = table.process(value, msg_key, "core-bench", 0, offset, view, policy, now)
-            if type(outcome) is not Chained:
-                raise AssertionError(f"core bench event refused: {outcome}")
-            encode_ledger_from_raw(value, outcome.record)
-            chain_headers(outcome.record)
+        for start in range(0, len(messages), VERIFY_BATCH):
+            chunk = messages[start:start + VERIFY_BATCH]
+            answers = verify_events(chunk, ["core-bench"] * len(chunk), view, policy, now)
+            for offset, ((value, _), answer) in enumerate(zip(chunk, answers, strict=True), start):
+                outcome = table.chain(answer, 0, offset)
+                if type(outcome) is not Chained:
+                    raise AssertionError(f"core bench event refused: {outcome}")
+                encode_ledger_from_raw(value, outcome.record)
+                chain_headers(outcome.record)
         return time.process_time() - started
 
-    verify = verify_cycle(signed)  # raw: exactly the verifications the core makes, nothing else
+    one, batch = verify_cycle(signed), batch_verify_cycle(signed)  # exactly the core's verifications
 
-    def raw() -> float:
+    def raw(op: Callable[[], None], per_call: int) -> float:
         started = time.process_time()
-        for _ in range(events):
-            verify()
+        for _ in range(events // per_call):
+            op()
         return time.process_time() - started
 
-    best_core, best_raw = min(core() for _ in range(rounds)), min(raw() for _ in range(rounds))
+    best_core = min(core() for _ in range(rounds))
+    best_raw = min(raw(one, 1) for _ in range(rounds))
+    best_batch = min(raw(batch, VERIFY_BATCH) for _ in range(rounds))
+    done = events // VERIFY_BATCH * VERIFY_BATCH
     return {"events": events, "core_events_per_s": _rate(events, best_core),
-            "raw_verify_per_s": _rate(events, best_raw), "ratio": round(best_raw / best_core, 3)}
+            "raw_verify_per_s": _rate(events, best_raw), "ratio": round(best_raw / best_core, 3),
+            "raw_batch_verify_per_s": _rate(done, best_batch),
+            "ratio_batch": round(_rate(events, best_core) / _rate(done, best_batch), 3)}
 
 
 def bench_e2e(bootstrap: str, events: int = 50_000, worker_counts: Sequence[int] = (1, 2), *,
