@@ -46,8 +46,10 @@ def test_bench_core_chains_every_event_and_reports_a_ratio() -> None:
 
     r = bench_core(events=300, rounds=1)
     assert r["events"] == 300
-    assert r["core_events_per_s"] > 0 and r["raw_verify_per_s"] > r["core_events_per_s"] * 0.9
-    assert 0 < r["ratio"] < 1.2
+    assert r["core_events_per_s"] > 0
+    # The core verifies in batches: it may pass one-by-one verify, never its own crypto alone.
+    assert 0 < r["ratio_batch"] < 1 and r["raw_batch_verify_per_s"] > r["core_events_per_s"]
+    assert r["ratio"] == pytest.approx(r["core_events_per_s"] / r["raw_verify_per_s"], rel=0.01)
 
 
 def test_the_raw_verify_pool_is_a_stream_of_distinct_valid_signatures() -> None:
