@@ -22,7 +22,7 @@ from agenttrail.control import commands as cmd
 from agenttrail.errors import InvalidEvent
 from agenttrail.processors.dlq import REASONS
 from agenttrail.processors.sequencer import Chained, Rejected, SessionTable
-from agenttrail.processors.verify import VerifyPolicy, verify_event
+from agenttrail.processors.verify import Verified, VerifyPolicy, verify_event, verify_events
 from agenttrail.schemas.envelope import Envelope, build_envelope, encode_envelope, signing_bytes
 
 NOW = 1_750_000_000 * 1_000_000
@@ -198,3 +198,41 @@ def test_dead_letter_of_the_largest_event_fits_in_a_kafka_message() -> None:
     letter = DlqRecord.from_invalid(InvalidEvent("bad_signature", "x"), "agenttrail.t.events", 0, 0, original, NOW)
     assert len(letter.to_json()) <= 1_000_000
     assert original.startswith(letter.original) and str(limit) in letter.detail
+
+
+# ---- a batch answers as one by one -----------------------------------------------------------------
+def _one_by_one(value: bytes | None, key: bytes | None, topic: str) -> object:
+    try:
+        return verify_event(value, key, topic, VIEW, POLICY, NOW)
+    except InvalidEvent as exc:
+        return exc.reason
+    except Exception:  # verify_events turns these into "malformed", as SessionTable.process does
+        return "malformed"
+
+
+def test_verify_events_answers_each_message_as_verify_event_does() -> None:
+    """The whole corpus and the poison cases, between valid events, in one batch: the same reason
+    for each bad one (a bad signature among good ones costs the batch a one-by-one re-check, which
+    must find exactly it) and the same envelope and signing bytes for each good one."""
+    cases = [*CORPUS, *poison_cases(WORLD)]
+    messages: list[tuple[bytes | None, bytes | None]] = []
+    tenants: list[str] = []
+    for i, case in enumerate(cases):
+        good = valid(seq=1000 + i)
+        messages += [(encode_envelope(good), b"s-valid"), (case.value, case.key)]
+        tenants += ["corpus-a", case.topic_tenant]
+    answers = verify_events(messages, tenants, VIEW, POLICY, NOW)
+    assert len(answers) == len(messages)
+    for (value, key), tenant, answer in zip(messages, tenants, answers, strict=True):
+        expected = _one_by_one(value, key, tenant)
+        got = answer.reason if isinstance(answer, InvalidEvent) else answer
+        assert got == expected
+    assert sum(isinstance(a, Verified) for a in answers) >= len(cases)  # every interleaved good one
+
+
+def test_verify_events_all_valid_and_empty() -> None:
+    envs = [valid(seq=i) for i in range(50)]
+    answers = verify_events([(encode_envelope(e), b"s-valid") for e in envs], ["corpus-a"] * 50, VIEW, POLICY, NOW)
+    assert [a.envelope for a in answers] == envs  # type: ignore[union-attr]
+    assert [a.signing_bytes for a in answers] == [signing_bytes(e) for e in envs]  # type: ignore[union-attr]
+    assert verify_events([], [], VIEW, POLICY, NOW) == []
