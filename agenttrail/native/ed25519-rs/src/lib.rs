@@ -20,6 +20,7 @@ use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
 use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha512};
+use std::collections::HashMap;
 
 /// The ABI version the Python loader checks, bumped on any change of a signature below.
 pub const ABI_VERSION: u32 = 1;
@@ -93,6 +94,7 @@ pub fn verify_batch(items: &[(&Key, &[u8], &[u8; 64])]) -> Option<bool> {
     let mut scalars: Vec<Scalar> = Vec::with_capacity(items.len() + 9);
     let mut points: Vec<EdwardsPoint> = Vec::with_capacity(items.len() + 9);
     let mut key_terms: Vec<(*const Key, Scalar)> = Vec::new();
+    let mut key_index: HashMap<*const Key, usize> = HashMap::new();
     let mut b_coefficient = Scalar::ZERO;
     for (i, (key, msg, sig)) in items.iter().enumerate() {
         let Some((r, s)) = split(sig) else { return Some(false) };
@@ -102,9 +104,12 @@ pub fn verify_batch(items: &[(&Key, &[u8], &[u8; 64])]) -> Option<bool> {
         scalars.push(z);
         points.push(r);
         let ptr: *const Key = *key;
-        match key_terms.iter_mut().find(|(p, _)| *p == ptr) {
-            Some((_, c)) => *c += z * k,
-            None => key_terms.push((ptr, z * k)),
+        match key_index.get(&ptr) {
+            Some(&at) => key_terms[at].1 += z * k,
+            None => {
+                key_index.insert(ptr, key_terms.len());
+                key_terms.push((ptr, z * k));
+            }
         }
     }
     for (ptr, c) in key_terms {
