@@ -9,7 +9,8 @@ import pytest
 
 from agenttrail import crypto
 from agenttrail.audit.bench import Dataset, run_audit, service_key, synthetic_dataset
-from agenttrail.audit.verify import verify_records
+from agenttrail.audit.report import AuditReport
+from agenttrail.audit.verify import SIGNATURE_BATCH, StaticKey, StaticKeys, verify_records
 from agenttrail.control import commands as cmd
 from agenttrail.control.view import RegistryView
 from agenttrail.processors.chain import ChainState, extend
@@ -206,3 +207,48 @@ def test_keys_come_from_the_registry_view_at_the_event_time() -> None:
     report = verify_records(late_old, view, tenant_id=TENANT)
     [f] = report.failures  # first bad record per session and check; the later one is counted
     assert (f.check, f.kind, f.session_id, f.chain_index, f.more) == ("key", "key_expired", "s1", 1, 1)
+
+
+class ExpiredAt:
+    """The dataset's keys, except that the key of the event at `ts` has expired."""
+
+    def __init__(self, keys: StaticKeys, ts: int) -> None:
+        self.keys, self.ts = keys, ts
+
+    def agent_key(self, tenant_id: str, key_id: str, at_ts_micros: int, agent_id: str | None = None):
+        if at_ts_micros == self.ts:
+            return StaticKey(False, "key_expired", None)
+        return self.keys.agent_key(tenant_id, key_id, at_ts_micros, agent_id)
+
+
+def test_bad_signatures_in_a_long_session_are_located_through_the_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    n = 2 * SIGNATURE_BATCH + 276  # one session, three batches
+    long = synthetic_dataset(n, tenant_id=TENANT, sessions=1, agents=1)
+    records = list(long.records)
+    for i in (700, 1100):  # in the second and third batch; the chain does not cover signatures
+        sig = bytearray(records[i].envelope.signature)
+        sig[40] ^= 0x01
+        records[i] = replace(records[i], envelope=replace(records[i].envelope, signature=bytes(sig)))
+    batches: list[int] = []
+    batched = crypto.verify_many
+
+    def spy(pks, msgs, sigs):
+        batches.append(len(sigs))
+        return batched(pks, msgs, sigs)
+
+    def run(keys) -> AuditReport:
+        report = verify_records(records, keys, checkpoints=[long.checkpoint], service_keys=[long.service_key.verifier],
+                                tenant_id=TENANT, jobs=1)
+        return replace(report, chain_seconds=0.0, signature_seconds=0.0)
+
+    monkeypatch.setattr(crypto, "verify_many", spy)
+    report, expired = run(long.keys), run(ExpiredAt(long.keys, records[600].envelope.ts))
+    assert batches == [SIGNATURE_BATCH, SIGNATURE_BATCH, 276, SIGNATURE_BATCH, SIGNATURE_BATCH, 275]  # 2nd: one key bad
+    [f] = report.failures
+    assert (f.check, f.kind, f.session_id, f.chain_index, f.more) == ("signature", "bad_signature", "s-00000", 700, 1)
+    assert report.signatures_checked == n
+    [f] = expired.failures  # the key failure comes first in chain order, the two signatures are counted
+    assert (f.check, f.kind, f.chain_index, f.more) == ("key", "key_expired", 600, 2)
+    # the same reports as checking one signature at a time
+    monkeypatch.setattr(crypto, "verify_many", lambda pks, msgs, sigs: list(map(crypto.verify, pks, msgs, sigs)))
+    assert (run(long.keys), run(ExpiredAt(long.keys, records[600].envelope.ts))) == (report, expired)
