@@ -102,12 +102,14 @@ def sign(private_key: SigningKey | Ed25519PrivateKey | bytes, message: bytes) ->
 # Verification is the pipeline's hot path. Three implementations, the first one present is used:
 # - the Rust library of agenttrail/native (built at bootstrap): ~2x libsodium for one signature, and
 #   `verify_many` checks a whole batch at once for ~1/5 of libsodium's time per signature. Its rule is
-#   RFC 8032's cofactored equation with libsodium's strictness (canonical S and R, no small-order R,
-#   keys of prime order only), the same for one signature and for a batch;
+#   RFC 8032's cofactored equation with libsodium's strictness (canonical S and R, no small-order R),
+#   the same for one signature and for a batch (docs/signing.md, section 6);
 # - libsodium (PyNaCl): cofactorless, as strict on encodings; ~1.8x OpenSSL here;
 # - OpenSSL through `cryptography`, which also does key generation, signing and key files.
-# All three accept every honestly made signature. They differ only on signatures their own key's
-# holder crafted with a small-order component in R (accepted by the cofactored rule alone).
+# Every path accepts only keys of prime order (`public_key_ok`; libsodium's own check lets a key with a
+# small-order component through). They all accept every honestly made signature and differ only on
+# signatures their own key's holder crafted with a small-order component in R (accepted by the
+# cofactored rule alone).
 try:
     from nacl.bindings import crypto_sign_open as _sodium_open
     from nacl.exceptions import BadSignatureError as _SodiumBad
@@ -128,6 +130,13 @@ BATCH_MIN = 4  # below this a batch saves nothing over one-by-one
 
 
 @lru_cache(maxsize=65_536)
+def _sodium_key_ok(raw: bytes) -> bool:
+    from nacl.bindings import crypto_core_ed25519_is_valid_point
+
+    return bool(crypto_core_ed25519_is_valid_point(raw))
+
+
+@lru_cache(maxsize=65_536)
 def _public_key(raw: bytes) -> Ed25519PublicKey | None:
     try:
         return Ed25519PublicKey.from_public_bytes(raw)
@@ -143,7 +152,8 @@ def verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
         return _native.verify(bytes(public_key), bytes(message), bytes(signature))
     if _sodium_verify is not None:
         try:
-            return _sodium_verify(bytes(signature), bytes(message), bytes(public_key))
+            return _sodium_key_ok(bytes(public_key)) and _sodium_verify(bytes(signature), bytes(message),
+                                                                         bytes(public_key))
         except (ValueError, TypeError):
             return False
     key = _public_key(bytes(public_key))
@@ -163,9 +173,7 @@ def public_key_ok(public_key: bytes) -> bool:
         return False
     if _native.lib is not None:
         return _native.key(public_key) is not None
-    from nacl.bindings import crypto_core_ed25519_is_valid_point
-
-    return bool(crypto_core_ed25519_is_valid_point(public_key))
+    return _sodium_key_ok(public_key)
 
 
 def verify_many(public_keys: Sequence[bytes], messages: Sequence[bytes],

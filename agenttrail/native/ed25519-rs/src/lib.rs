@@ -8,9 +8,11 @@
 //!
 //! RFC 8032 names the cofactored equation as *the* check (the cofactorless [S]B = R + [k]A is
 //! "sufficient, but not required"). It is the one rule a batch can check exactly as one signature
-//! is checked, so a batch and one-by-one verification always agree. Every signature libsodium
-//! accepts is accepted here; the only ones accepted here and refused by a cofactorless verifier
-//! have an R with a small-order component, which only the holder of the private key can make.
+//! is checked, so a batch and one-by-one verification always agree. With a key of prime order,
+//! every signature libsodium accepts is accepted here; the only ones accepted here and refused by a
+//! cofactorless verifier have an R with a small-order component, which only the holder of the
+//! private key can make. (libsodium lets a key with a small-order component through, and with it
+//! some signatures crafted by its holder; such a key is refused here, and by the registry.)
 //!
 //! C ABI, loaded with ctypes by `agenttrail/crypto_native.py`; no Python headers are needed.
 
