@@ -14,7 +14,7 @@
 //! private key can make. (libsodium lets a key with a small-order component through, and with it
 //! some signatures crafted by its holder; such a key is refused here, and by the registry.)
 //!
-//! C ABI, loaded with ctypes by `agenttrail/crypto_native.py`; no Python headers are needed.
+//! C ABI, loaded with ctypes by `agenttrail/native/ed25519.py`; no Python headers are needed.
 
 use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
