@@ -49,7 +49,6 @@ def _raw(rows: list[dict[str, Any]], limits: dict[str, float]) -> None:
         batch_verify_cycle,
         best_rate,
         signed_pool,
-        sodium_verify,
         verify_cycle,
     )
     from agenttrail.processors.chain import bench_chain
@@ -62,7 +61,7 @@ def _raw(rows: list[dict[str, Any]], limits: dict[str, float]) -> None:
     limits["ed25519_sign"] = best_rate(lambda: key.sign(msg))
     pool = signed_pool(200, count=4 * VERIFY_BATCH)
     limits["ed25519_verify"] = best_rate(verify_cycle(pool))
-    limits["ed25519_verify_libsodium"] = best_rate(verify_cycle(pool, sodium_verify))
+    limits["ed25519_verify_libsodium"] = best_rate(verify_cycle(pool, crypto.sodium_verify))
     limits["ed25519_verify_batch"] = best_rate(batch_verify_cycle(pool), step=1) * VERIFY_BATCH
     chain = bench_chain(200_000)
     limits["chain_steps"] = float(next(v for k, v in chain.items() if "extend" in k or "steps" in k))

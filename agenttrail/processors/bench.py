@@ -116,18 +116,6 @@ def batch_verify_cycle(pool: Sequence[tuple[bytes, bytes, bytes]], size: int = V
     return batch
 
 
-def sodium_verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
-    """libsodium's verify (PyNaCl), the reference the native verifier is compared with."""
-    from nacl.bindings import crypto_sign_open
-    from nacl.exceptions import BadSignatureError
-
-    try:
-        crypto_sign_open(signature + message, public_key)
-    except BadSignatureError:
-        return False
-    return True
-
-
 def raw_verify_rate(seconds: float = 2.0, message: bytes | None = None) -> float:
     """Ed25519 verifications one by one (``crypto.verify``) per CPU second of the calling thread
     (one core), over distinct signed messages of ``message``'s size: the best of 5 windows."""
