@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from confluent_kafka import Producer
 
+from agenttrail import crypto
 from agenttrail.config import Settings
 from agenttrail.control.service import Registry
 from agenttrail.kafka.admin import TopicSpec, ensure_topics
@@ -129,7 +130,7 @@ def test_serve_end_to_end(kafka_bootstrap: str, tmp_path: Path) -> None:
         status, _ = _call(base, f"/api/keys/{made['key']['key_id']}", key_b, method="DELETE")
         assert status == 404
 
-        pk = base64.b64encode(os.urandom(32)).decode()
+        pk = base64.b64encode(crypto.SigningKey.generate().public_key).decode()
         status, reg = _call(base, "/api/agents/register", None,
                             {"registration_key": rk_a, "public_key": pk, "fingerprint": "fp-it"})
         assert status == 200 and reg["tenant_id"] == ta, reg

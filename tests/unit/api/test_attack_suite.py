@@ -9,11 +9,11 @@ not know how to attack fails the suite, so a new route is covered the day it is 
 from __future__ import annotations
 
 import base64
-import os
 from typing import Any
 
 from aiohttp import web
 
+from agenttrail import crypto
 from agenttrail.api.routes import Route
 from agenttrail.api.state import ROUTES
 
@@ -40,7 +40,7 @@ def b_bodies(world: Any, route: Route) -> list[dict[str, Any]]:
     assert route.body is not None
     names = {f.name for f in route.body}
     if names == {"registration_key", "public_key", "fingerprint"}:
-        pk = base64.b64encode(os.urandom(32)).decode()
+        pk = base64.b64encode(crypto.SigningKey.generate().public_key).decode()
         return [{"registration_key": world.b.used_rk, "public_key": pk, "fingerprint": "fp-attacker"}]
     if "scopes" in names:
         return [{"scopes": ["*"], "name": "attacker"}]

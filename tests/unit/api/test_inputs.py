@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import base64
-import os
 from typing import Any
 
 import pytest
 
+from agenttrail import crypto
 from agenttrail.api.cursor import CursorCodec
 
 
@@ -142,13 +142,27 @@ async def test_key_lifecycle_stays_in_the_tenant(make_app: Any, seeded: Any, aio
 async def test_agent_registration_with_rk_key(make_app: Any, seeded: Any, aiohttp_client: Any) -> None:
     client = await aiohttp_client(make_app())
     rk = seeded.world.control.create_registration_key("alpha")
-    body = {"registration_key": rk, "public_key": base64.b64encode(os.urandom(32)).decode(), "fingerprint": "fp-x"}
+    pk = base64.b64encode(crypto.SigningKey.generate().public_key).decode()
+    body = {"registration_key": rk, "public_key": pk, "fingerprint": "fp-x"}
     resp = await client.post("/api/agents/register", json=body)
     assert resp.status == 200, await resp.text()
     got = await resp.json()
     assert got["tenant_id"] == "alpha" and got["agent_id"].startswith("ag_")
     await expect_json_error(await client.post("/api/agents/register", json=body), 401)  # single use
     await expect_json_error(await client.post("/api/agents/register", json={**body, "public_key": "!!"}), 400)
+
+
+async def test_agent_registration_refuses_a_key_no_signature_could_verify(make_app: Any, seeded: Any,
+                                                                          aiohttp_client: Any) -> None:
+    """32 bytes that are not a point of prime order (here of order 4, y = 0): a 400 that says so,
+    and the registration key is not used up by it."""
+    client = await aiohttp_client(make_app())
+    rk = seeded.world.control.create_registration_key("alpha")
+    body = {"registration_key": rk, "public_key": base64.b64encode(bytes(32)).decode(), "fingerprint": "fp-x"}
+    resp = await client.post("/api/agents/register", json=body)
+    assert resp.status == 400 and "not a usable Ed25519 public key" in (await resp.json())["message"]
+    good = {**body, "public_key": base64.b64encode(crypto.SigningKey.generate().public_key).decode()}
+    assert (await client.post("/api/agents/register", json=good)).status == 200
 
 
 async def test_rate_limit_is_429_with_retry_after(make_app: Any, seeded: Any, aiohttp_client: Any) -> None:
