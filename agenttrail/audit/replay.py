@@ -1,5 +1,5 @@
 """`agenttrail audit replay`: re-read a tenant's raw events topic from offset 0, re-run verify and
-chain with the pipeline's own pure code (`SessionTable.process`), rebuild the ClickHouse projection
+chain with the pipeline's own pure code (`verify_events`, `SessionTable.chain`), rebuild the ClickHouse projection
 into a fresh database with the same schema, and diff it row by row with the live table (and with
 the ledger topic). LanceDB is not rebuilt (embeddings are not part of the signed trail).
 
@@ -21,7 +21,7 @@ from agenttrail.audit.report import AuditReport
 from agenttrail.audit.sources import Message, load_from_kafka, read_topic, records_from_store
 from agenttrail.kafka.topics import events_topic, validate_tenant_id
 from agenttrail.processors.sequencer import Chained, SessionTable
-from agenttrail.processors.verify import RegistryLike, VerifyPolicy
+from agenttrail.processors.verify import RegistryLike, VerifyPolicy, verify_events
 from agenttrail.schemas.ledger import LedgerRecord
 from agenttrail.sinks.clickhouse.rows import EVENT_COLUMNS, event_row
 from agenttrail.sinks.clickhouse.schema import open_store
@@ -30,6 +30,7 @@ from agenttrail.sinks.clickhouse.store import ClickHouseStore
 logger = logging.getLogger(__name__)
 
 INSERT_ROWS = 20_000
+VERIFY_BATCH = 1_000  # messages whose signatures are verified at once, as a worker's batch
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,17 +42,22 @@ class Replayed:
 def replay_messages(tenant_id: str, messages: Iterable[Message], registry: RegistryLike, policy: VerifyPolicy,
                     now_micros: int) -> Replayed:
     """Verify and chain raw messages exactly as the chain worker does: one SessionTable per
-    partition, messages in offset order. Pure given the registry."""
+    partition, messages in offset order, the signatures of each batch verified at once. Pure given
+    the registry."""
     tables: dict[int, SessionTable] = {}
     records: list[LedgerRecord] = []
     rejected: Counter[str] = Counter()
-    for partition, offset, key, value, _ in sorted(messages, key=lambda m: (m[0], m[1])):
-        table = tables.setdefault(partition, SessionTable())
-        outcome = table.process(value, key, tenant_id, partition, offset, registry, policy, now_micros)
-        if isinstance(outcome, Chained):
-            records.append(outcome.record)
-        else:
-            rejected[outcome.reason] += 1
+    ordered = sorted(messages, key=lambda m: (m[0], m[1]))
+    for start in range(0, len(ordered), VERIFY_BATCH):
+        batch = ordered[start:start + VERIFY_BATCH]
+        answers = verify_events([(value, key) for _, _, key, value, _ in batch], [tenant_id] * len(batch),
+                                registry, policy, now_micros)
+        for (partition, offset, _, _, _), answer in zip(batch, answers, strict=True):
+            outcome = tables.setdefault(partition, SessionTable()).chain(answer, partition, offset)
+            if isinstance(outcome, Chained):
+                records.append(outcome.record)
+            else:
+                rejected[outcome.reason] += 1
     return Replayed(records, rejected)
 
 
