@@ -43,12 +43,16 @@ def down(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> N
 
 
 def status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    from agenttrail import native
+
     settings = load_settings()
+    # What a worker started from here would verify with (docs/signing.md section 6, README).
+    code = {"parsing_fast_path": native.status(), "ed25519_verifier": native.ed25519_status()}
     if settings.kafka_bootstrap:
-        emit({"broker": "external", "bootstrap": settings.kafka_bootstrap}, as_json=as_json)
+        emit({"broker": "external", "bootstrap": settings.kafka_bootstrap, **code}, as_json=as_json)
         return
     state = local_broker(settings).state()
     row = {"broker": "local", "running": state is not None,
            "bootstrap": state.bootstrap if state else None, "pid": state.pid if state else None,
-           "uptime_s": round(time.time() - state.started_at, 1) if state else None}
+           "uptime_s": round(time.time() - state.started_at, 1) if state else None, **code}
     emit(row, as_json=as_json, title="agenttrail status")
