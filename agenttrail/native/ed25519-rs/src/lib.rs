@@ -1,4 +1,9 @@
-//! Ed25519 verification for agenttrail: one signature, or a whole batch at once.
+//! Ed25519 for agenttrail: signing (RFC 8032 section 5.1.6, pure Ed25519), and verification of
+//! one signature or a whole batch at once.
+//!
+//! Signing is deterministic, so a signature made here is byte for byte the one OpenSSL or libsodium
+//! makes with the same seed and message. A `Signer` keeps the expanded secret key (the clamped
+//! scalar and the nonce prefix) and zeroizes it when freed.
 //!
 //! The rule (RFC 8032 section 5.1.7 with libsodium's strictness):
 //! - the public key A decodes from a canonical encoding, is not of small order and is torsion-free
@@ -18,14 +23,16 @@
 
 use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
-use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::scalar::{clamp_integer, Scalar};
 use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
 use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha512};
 use std::collections::HashMap;
+use zeroize::{Zeroize, Zeroizing};
 
-/// The ABI version the Python loader checks, bumped on any change of a signature below.
-pub const ABI_VERSION: u32 = 1;
+/// The ABI version the Python loader checks, bumped on any change of the C ABI below
+/// (2: signing added).
+pub const ABI_VERSION: u32 = 2;
 
 /// A public key that passed the key checks, decoded once.
 pub struct Key {
@@ -124,6 +131,59 @@ pub fn verify_batch(items: &[(&Key, &[u8], &[u8; 64])]) -> Option<bool> {
     Some(EdwardsPoint::vartime_multiscalar_mul(scalars, points).mul_by_cofactor().is_identity())
 }
 
+// -- signing -----------------------------------------------------------------------------------
+
+/// An expanded secret key (RFC 8032 section 5.1.5): the clamped scalar s, the prefix from which each
+/// signature's nonce is derived, and the public key A = [s]B. The secret parts are zeroized on drop
+/// (best effort: copies the compiler leaves in registers or on the stack are not reached).
+pub struct Signer {
+    scalar: Scalar,
+    prefix: [u8; 32],
+    public: [u8; 32],
+}
+
+impl Signer {
+    pub fn from_seed(seed: &[u8; 32]) -> Signer {
+        let h: Zeroizing<[u8; 64]> = Zeroizing::new(Sha512::digest(seed).into());
+        let mut lower = Zeroizing::new([0u8; 32]);
+        lower.copy_from_slice(&h[..32]);
+        let mut prefix = [0u8; 32];
+        prefix.copy_from_slice(&h[32..]);
+        // s is the clamped integer; reduced mod L it gives the same [s]B and the same S below.
+        let scalar = Scalar::from_bytes_mod_order(clamp_integer(*lower));
+        let public = EdwardsPoint::mul_base(&scalar).compress().to_bytes();
+        Signer { scalar, prefix, public }
+    }
+
+    pub fn public_key(&self) -> [u8; 32] {
+        self.public
+    }
+
+    /// R || S with r = SHA-512(prefix || M), R = [r]B, S = r + SHA-512(R || A || M) s (mod L).
+    pub fn sign(&self, msg: &[u8]) -> [u8; 64] {
+        let mut h = Sha512::new();
+        h.update(self.prefix);
+        h.update(msg);
+        let wide: Zeroizing<[u8; 64]> = Zeroizing::new(h.finalize().into());
+        let mut r = Scalar::from_bytes_mod_order_wide(&wide);
+        let big_r = EdwardsPoint::mul_base(&r).compress().to_bytes();
+        let k = hram(&big_r, &self.public, msg);
+        let s = k * self.scalar + r;
+        r.zeroize();
+        let mut sig = [0u8; 64];
+        sig[..32].copy_from_slice(&big_r);
+        sig[32..].copy_from_slice(s.as_bytes());
+        sig
+    }
+}
+
+impl Drop for Signer {
+    fn drop(&mut self) {
+        self.scalar.zeroize();
+        self.prefix.zeroize();
+    }
+}
+
 // -- C ABI -------------------------------------------------------------------------------------
 
 #[no_mangle]
@@ -201,11 +261,53 @@ pub unsafe extern "C" fn agenttrail_ed25519_verify_batch(n: usize, keys: *const 
     }
 }
 
+/// The signer of a 32-byte seed (RFC 8032's private key).
+///
+/// # Safety
+/// `seed` must point to 32 readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn agenttrail_ed25519_signer_new(seed: *const u8) -> *mut Signer {
+    let seed: &[u8; 32] = &*(seed as *const [u8; 32]);
+    Box::into_raw(Box::new(Signer::from_seed(seed)))
+}
+
+/// Zeroizes the secret parts and frees.
+///
+/// # Safety
+/// `signer` must come from `agenttrail_ed25519_signer_new` and not be used afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn agenttrail_ed25519_signer_free(signer: *mut Signer) {
+    if !signer.is_null() {
+        drop(Box::from_raw(signer));
+    }
+}
+
+/// Writes the 32-byte public key to `out`.
+///
+/// # Safety
+/// `signer` from `agenttrail_ed25519_signer_new`; `out` holds 32 writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn agenttrail_ed25519_signer_public(signer: *const Signer, out: *mut u8) {
+    (*(out as *mut [u8; 32])) = (*signer).public_key();
+}
+
+/// Writes the 64-byte signature of `msg` to `out`.
+///
+/// # Safety
+/// `signer` from `agenttrail_ed25519_signer_new`; `msg` holds `len` bytes; `out` holds 64 writable
+/// bytes.
+#[no_mangle]
+pub unsafe extern "C" fn agenttrail_ed25519_sign(signer: *const Signer, msg: *const u8, len: usize,
+                                                 out: *mut u8) {
+    let msg = if len == 0 { &[][..] } else { std::slice::from_raw_parts(msg, len) };
+    (*(out as *mut [u8; 64])) = (*signer).sign(msg);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use curve25519_dalek::constants::EIGHT_TORSION;
-    use ed25519_dalek::{Signer, SigningKey};
+    use ed25519_dalek::{Signer as _, SigningKey};
 
     fn signed(n: usize) -> (Vec<Key>, Vec<Vec<u8>>, Vec<[u8; 64]>) {
         let sks: Vec<SigningKey> = (0..3).map(|_| SigningKey::generate(&mut OsRng)).collect();
@@ -253,5 +355,41 @@ mod tests {
         sig[32..].copy_from_slice((r + k * a).as_bytes());
         assert!(verify_one(&key, b"m", &sig));
         assert!(verify_batch(&[(&key, b"m".as_slice(), &sig)]).unwrap());
+    }
+
+    #[test]
+    fn signing_matches_ed25519_dalek() {
+        let mut seed = [0u8; 32];
+        let mut msg = vec![0u8; 1100];
+        for n in (0..1100).step_by(7).chain([64, 111, 112, 127, 128, 129, 1024]) {
+            OsRng.fill_bytes(&mut seed);
+            OsRng.fill_bytes(&mut msg[..n]);
+            let ours = Signer::from_seed(&seed);
+            let theirs = SigningKey::from_bytes(&seed);
+            assert_eq!(ours.public_key(), theirs.verifying_key().to_bytes());
+            let sig = ours.sign(&msg[..n]);
+            assert_eq!(sig, theirs.sign(&msg[..n]).to_bytes(), "seed {seed:?}, {n} bytes");
+            assert!(verify_one(&Key::new(ours.public_key()).unwrap(), &msg[..n], &sig));
+        }
+    }
+
+    #[test]
+    fn signing_through_the_c_abi() {
+        // RFC 8032 section 7.1, TEST 2 (one-byte message 0x72)
+        let hex = |s: &str| -> Vec<u8> {
+            (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+        };
+        let seed = hex("4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb");
+        let expected = hex("92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da\
+                            085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00");
+        let (mut public, mut sig) = ([0u8; 32], [0u8; 64]);
+        unsafe {
+            let signer = agenttrail_ed25519_signer_new(seed.as_ptr());
+            agenttrail_ed25519_signer_public(signer, public.as_mut_ptr());
+            agenttrail_ed25519_sign(signer, [0x72u8].as_ptr(), 1, sig.as_mut_ptr());
+            agenttrail_ed25519_signer_free(signer);
+        }
+        assert_eq!(public.to_vec(), hex("3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c"));
+        assert_eq!(sig.to_vec(), expected);
     }
 }
