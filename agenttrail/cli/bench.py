@@ -66,7 +66,8 @@ def _raw(rows: list[dict[str, Any]], limits: dict[str, float]) -> None:
     chain = bench_chain(200_000)
     limits["chain_steps"] = float(next(v for k, v in chain.items() if "extend" in k or "steps" in k))
     rows += [
-        _row("raw", "Ed25519 sign / s (1 core)", limits["ed25519_sign"]),
+        _row("raw", f"Ed25519 sign / s (1 core, {'native' if crypto.VERIFIER == 'native' else 'OpenSSL'})",
+             limits["ed25519_sign"]),
         _row("raw", f"Ed25519 verify / s, one by one (1 core, {crypto.VERIFIER})", limits["ed25519_verify"]),
         _row("raw", "Ed25519 verify / s, one by one (1 core, libsodium)", limits["ed25519_verify_libsodium"]),
         _row("raw", f"Ed25519 verify / s, batches of {VERIFY_BATCH} (1 core)", limits["ed25519_verify_batch"]),
