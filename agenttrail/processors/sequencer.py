@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from agenttrail.errors import InvalidEvent
 from agenttrail.processors.chain import GENESIS_HEAD, next_head
-from agenttrail.processors.verify import RegistryLike, Verified, VerifyPolicy, verify_event
+from agenttrail.processors.verify import RegistryLike, Verified, VerifyPolicy, verify_events
 from agenttrail.schemas.ledger import LedgerRecord
 
 
@@ -97,14 +97,10 @@ class SessionTable:
 
     def process(self, value: bytes | None, key: bytes | None, topic_tenant: str, partition: int,
                 offset: int, registry: RegistryLike, policy: VerifyPolicy, now_micros: int) -> Outcome:
-        """Verify one raw message and, if it passes, chain it."""
-        try:
-            verified = verify_event(value, key, topic_tenant, registry, policy, now_micros)
-        except InvalidEvent as exc:
-            return Rejected(exc.reason, str(exc))
-        except Exception as exc:  # fail closed: a poison message is dead-lettered, never a crash loop
-            return Rejected("malformed", f"unverifiable: {type(exc).__name__}: {exc}"[:500])
-        return self.chain(verified, partition, offset)
+        """Verify one raw message and, if it passes, chain it (``verify_events`` of one message: a
+        poison message that makes a check raise is a ``malformed`` rejection, never a crash)."""
+        answer = verify_events([(value, key)], [topic_tenant], registry, policy, now_micros)[0]
+        return self.chain(answer, partition, offset)
 
     def chain(self, verified: Verified | InvalidEvent, partition: int, offset: int) -> Outcome:
         """Chain one answer of ``verify_event``/``verify_events`` (a rejection passes through)."""
