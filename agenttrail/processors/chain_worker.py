@@ -133,6 +133,8 @@ class ChainWorker:
                 msgs = self._next_batch(consumer)
                 if msgs:
                     self._process_batch(msgs)
+                else:  # idle: the tables are the committed fold, so a snapshot that was not yet
+                    self._try_snapshot()  # due (or was skipped) at the last commit is taken now
         finally:
             try:
                 consumer.close()
@@ -260,6 +262,9 @@ class ChainWorker:
             if value:
                 self.metrics.inc(name, value)
         self._dirty.update(offsets)
+        self._try_snapshot()
+
+    def _try_snapshot(self) -> None:
         try:
             self._snapshot_due()
         except KafkaException as exc:  # the watermark query: a snapshot is a cache, try again later
