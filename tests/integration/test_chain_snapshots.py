@@ -51,7 +51,14 @@ def test_restart_resumes_from_a_snapshot_and_chains_continue(kafka_settings: Set
         assert wait_until(lambda: len(read_all(bootstrap, [ledger], expect=1500, timeout=60)) >= 1500, 120)
         _send(bootstrap, agents, 1500, 300)  # commits after the first snapshot's interval: a second one
         assert wait_until(lambda: len(read_all(bootstrap, [ledger], expect=1800, timeout=60)) >= 1800, 120)
-        snaps = latest_snapshots((k, v) for _, _, _, k, v in read_all(bootstrap, [CHAIN_SNAPSHOTS_TOPIC]))
+        snaps: dict = {}
+
+        def snapshotted() -> bool:  # a snapshot is written right after its commit: it may trail the ledger
+            snaps.clear()
+            snaps.update(latest_snapshots((k, v) for _, _, _, k, v in read_all(bootstrap, [CHAIN_SNAPSHOTS_TOPIC])))
+            return any(key[0] == events_topic(tenant) for key in snaps)
+
+        wait_until(snapshotted, 30)
         ours = {key: s for key, s in snaps.items() if key[0] == events_topic(tenant)}
         assert ours and all(s.ledger_offset > 0 for s in ours.values()), snaps.keys()
         stop_process(worker, 30, sig=signal.SIGKILL)  # kill -9
